@@ -1,0 +1,193 @@
+"""Knowledge distillation from the dense teacher: the loss plug-in of the shared training loop.
+
+Two losses:
+
+* ``hidden_mse`` (the reference example's choice, after "Knowledge Distillation with the Reused
+  Teacher Classifier", arXiv:2203.14001): ``w * MSE(student last hidden state, teacher last hidden
+  state)`` *replacing* the label loss (``distill_label_loss=True`` adds the label loss back).
+  Unlike the reference, the MSE is taken over real tokens only: padded positions carry no
+  meaning and change with the batch's padding, so including them adds noise (and would make
+  the teacher's outputs depend on which examples share a batch).
+* ``logits_kl``: ``alpha * w * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * label loss``
+  (Hinton et al.; T = ``distill_temperature``).
+
+Avoidable work is removed: the teacher is frozen and in eval mode, so its outputs for an example
+never change. They are computed once (first epoch) and cached per ``example_id`` when the cache
+fits in ``PRUNECLI_TEACHER_CACHE_GB`` (default 4 GiB); only the teacher's encoder runs for
+``hidden_mse`` (no classifier, no intermediate hidden states), only its logits for ``logits_kl``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from prunecli.config import DistillConfig
+from prunecli.errors import UserError
+
+DISTILL_TYPES = ("hidden_mse", "logits_kl")
+
+
+def masked_mse(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the real (non-padded) tokens of [B, L, H] hidden states."""
+    mask = attention_mask.to(student.dtype).unsqueeze(-1)  # [B, L, 1]
+    squared = (student - teacher) ** 2 * mask
+    denom = mask.sum() * student.shape[-1]
+    return squared.sum() / denom.clamp_min(1.0)
+
+
+def kl_with_temperature(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of temperature-softened distributions, scaled by T^2 (batch mean)."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+    ) * (t * t)
+
+
+def check_teacher_compatible(student_config: Any, teacher_config: Any, distill_type: str) -> None:
+    """Refuse a teacher that cannot be distilled from, before any training time is spent."""
+    if getattr(student_config, "vocab_size", None) != getattr(teacher_config, "vocab_size", None):
+        raise UserError(
+            f"the teacher's vocabulary ({teacher_config.vocab_size}) differs from the student's "
+            f"({student_config.vocab_size}): both must read the same token ids",
+            hint="pass a teacher fine-tuned from the same base model (--teacher_model_name_or_path)",
+        )
+    if distill_type == "hidden_mse" and student_config.hidden_size != teacher_config.hidden_size:
+        raise UserError(
+            f"hidden_mse needs equal hidden sizes (student {student_config.hidden_size}, "
+            f"teacher {teacher_config.hidden_size})",
+            hint="use --distill_type logits_kl for a teacher of another width",
+        )
+    if distill_type == "logits_kl" and student_config.num_labels != teacher_config.num_labels:
+        raise UserError(
+            f"logits_kl needs the same labels (student {student_config.num_labels}, "
+            f"teacher {teacher_config.num_labels})",
+            hint="pass a teacher fine-tuned on the same task",
+        )
+
+
+class TeacherCache:
+    """Per-example teacher outputs, stored unpadded ([len_i, H] or [C]) and keyed by example_id."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self.items: dict[int, torch.Tensor] = {}
+        self.full = False  # set once the budget is exceeded: later examples are recomputed each time
+        self.hits = 0
+        self.misses = 0
+
+    def get_batch(self, example_ids: list[int]) -> list[torch.Tensor] | None:
+        found = [self.items.get(i) for i in example_ids]
+        if any(t is None for t in found):
+            self.misses += len(example_ids)
+            return None
+        self.hits += len(example_ids)
+        return found  # type: ignore[return-value]
+
+    def put(self, example_id: int, value: torch.Tensor) -> None:
+        if self.full or example_id in self.items:
+            return
+        size = value.numel() * value.element_size()
+        if self.used_bytes + size > self.budget_bytes:
+            self.full = True
+            return
+        self.items[example_id] = value.detach().clone()
+        self.used_bytes += size
+
+
+class Distiller:
+    """Callable loss plug-in for `Trainer.set_loss_fn`: ``(batch, student_outputs) -> (loss, parts)``.
+
+    ``batch`` carries ``example_id`` (for the cache), ``attention_mask`` and the model inputs;
+    ``student_outputs`` carries ``loss`` (the label loss), ``logits`` and, for ``hidden_mse``,
+    ``hidden_states`` (set ``trainer.output_hidden_states = distiller.output_hidden_states``).
+    """
+
+    def __init__(self, teacher: torch.nn.Module, cfg: DistillConfig, *, use_cache: bool | None = None):
+        if cfg.distill_type not in DISTILL_TYPES:
+            raise UserError(
+                f"unknown --distill_type {cfg.distill_type!r}", hint=f"choose one of: {', '.join(DISTILL_TYPES)}"
+            )
+        if cfg.distill_loss_weight < 0:
+            raise UserError("--distill_loss_weight must be >= 0", hint="0 turns distillation off")
+        if not 0.0 <= cfg.distill_alpha <= 1.0:
+            raise UserError("--distill_alpha must be in [0, 1]", hint="0.5 weighs KL and label loss equally")
+        if cfg.distill_temperature <= 0:
+            raise UserError("--distill_temperature must be > 0", hint="2 is the usual value")
+        self.cfg = cfg
+        self.teacher = teacher
+        self.teacher.eval()
+        self.teacher.requires_grad_(False)
+        self.output_hidden_states = cfg.distill_type == "hidden_mse"
+        enabled = cfg.cache_teacher_outputs if use_cache is None else use_cache
+        budget = int(float(os.environ.get("PRUNECLI_TEACHER_CACHE_GB", "4")) * 2**30)
+        self.cache = TeacherCache(budget) if enabled else None
+        self.teacher_forward_calls = 0
+
+    def to(self, device: torch.device | str) -> Distiller:
+        self.teacher.to(device)
+        return self
+
+    # -- teacher side -------------------------------------------------------------------------------
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The teacher's last hidden state [B, L, H] (hidden_mse) or logits [B, C] (logits_kl)."""
+        self.teacher_forward_calls += 1
+        with torch.no_grad():
+            if self.output_hidden_states:
+                encoder = getattr(self.teacher, self.teacher.base_model_prefix, None) or self.teacher.base_model
+                return encoder(**inputs).last_hidden_state
+            return self.teacher(**inputs).logits
+
+    def teacher_outputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        model_inputs = {
+            k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+        }
+        ids = batch.get("example_id")
+        if self.cache is None or ids is None:
+            return self._teacher_forward(model_inputs)
+        id_list = [int(i) for i in ids.tolist()]
+        cached = self.cache.get_batch(id_list)
+        mask = batch["attention_mask"]
+        if cached is not None:
+            if not self.output_hidden_states:
+                return torch.stack(cached).to(mask.device)
+            out = torch.zeros(
+                mask.shape[0], mask.shape[1], cached[0].shape[-1], dtype=cached[0].dtype, device=mask.device
+            )
+            for row, value in enumerate(cached):
+                out[row, : value.shape[0]] = value
+            return out
+        fresh = self._teacher_forward(model_inputs)
+        lengths = mask.sum(dim=1).tolist()
+        for row, example_id in enumerate(id_list):
+            value = fresh[row, : int(lengths[row])] if self.output_hidden_states else fresh[row]
+            self.cache.put(example_id, value)
+        return fresh
+
+    # -- loss -------------------------------------------------------------------------------------------
+    def __call__(self, batch: dict[str, torch.Tensor], outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        label_loss = outputs.loss
+        target = self.teacher_outputs(batch)
+        if self.output_hidden_states:
+            distill = masked_mse(outputs.hidden_states[-1], target.to(outputs.hidden_states[-1].dtype),
+                                 batch["attention_mask"])
+            loss = cfg.distill_loss_weight * distill
+            if cfg.distill_label_loss:
+                loss = loss + label_loss
+        else:
+            distill = kl_with_temperature(outputs.logits, target.to(outputs.logits.dtype), cfg.distill_temperature)
+            loss = cfg.distill_alpha * cfg.distill_loss_weight * distill + (1.0 - cfg.distill_alpha) * label_loss
+        parts = {"label_loss": float(label_loss.detach()), "distill_loss": float(distill.detach())}
+        return loss, parts
+
+    def log_values(self) -> dict[str, float]:
+        if self.cache is None:
+            return {}
+        return {"teacher_cache_mb": self.cache.used_bytes / 2**20}

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunecli.config import DistillConfig
+from prunecli.distill import Distiller, check_teacher_compatible, kl_with_temperature, masked_mse
+from prunecli.errors import UserError
+from tests.helpers import tiny_bert_config
+
+
+def _models(seed_student=1, seed_teacher=2):
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(seed_student)
+    student = BertForSequenceClassification(tiny_bert_config())
+    torch.manual_seed(seed_teacher)
+    teacher = BertForSequenceClassification(tiny_bert_config())
+    return student, teacher
+
+
+def _batch(ids, lengths, pad_to):
+    input_ids = torch.zeros(len(ids), pad_to, dtype=torch.long)
+    mask = torch.zeros(len(ids), pad_to, dtype=torch.long)
+    for row, (i, n) in enumerate(zip(ids, lengths, strict=True)):
+        rowgen = torch.Generator().manual_seed(1000 + i)  # an example's tokens depend only on its id
+        input_ids[row, :n] = torch.randint(5, 30, (n,), generator=rowgen)
+        mask[row, :n] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros_like(input_ids),
+        "labels": torch.tensor([i % 2 for i in ids]),
+        "example_id": torch.tensor(ids),
+    }
+
+
+def test_masked_mse_ignores_padding():
+    s = torch.zeros(1, 4, 3)
+    t = torch.zeros(1, 4, 3)
+    t[0, 3] = 100.0  # a padded position with garbage
+    t[0, 0] = 1.0
+    mask = torch.tensor([[1, 1, 1, 0]])
+    assert masked_mse(s, t, mask).item() == pytest.approx(3 * 1.0 / (3 * 3))
+
+
+def test_kl_is_zero_for_equal_logits_and_scaled_by_t_squared():
+    logits = torch.randn(5, 3)
+    assert kl_with_temperature(logits, logits, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    s, t = torch.randn(5, 3), torch.randn(5, 3)
+    raw = torch.nn.functional.kl_div(
+        torch.log_softmax(s / 4, -1), torch.softmax(t / 4, -1), reduction="batchmean"
+    )
+    assert kl_with_temperature(s, t, 4.0).item() == pytest.approx(16 * raw.item(), rel=1e-5)
+
+
+def _student_outputs(student, batch, hidden):
+    inputs = {k: v for k, v in batch.items() if k != "example_id"}
+    return student(**inputs, output_hidden_states=hidden)
+
+
+def test_hidden_mse_replaces_label_loss_and_can_add_it():
+    student, teacher = _models()
+    batch = _batch([0, 1, 2], [5, 3, 7], 7)
+    out = _student_outputs(student, batch, True)
+    d = Distiller(teacher, DistillConfig(distill_loss_weight=5.0), use_cache=False)
+    loss, parts = d(batch, out)
+    with torch.no_grad():
+        t_hidden = teacher.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                token_type_ids=batch["token_type_ids"]).last_hidden_state
+    expected = 5.0 * masked_mse(out.hidden_states[-1], t_hidden, batch["attention_mask"])
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["label_loss"] == pytest.approx(out.loss.item(), rel=1e-6)
+    d2 = Distiller(teacher, DistillConfig(distill_loss_weight=5.0, distill_label_loss=True), use_cache=False)
+    loss2, _ = d2(batch, out)
+    assert loss2.item() == pytest.approx(expected.item() + out.loss.item(), rel=1e-5)
+    loss.backward()  # gradients flow to the student only
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
+
+
+def test_logits_kl_mixes_with_label_loss():
+    student, teacher = _models()
+    batch = _batch([3, 4], [4, 6], 6)
+    out = _student_outputs(student, batch, False)
+    cfg = DistillConfig(distill_type="logits_kl", distill_loss_weight=2.0, distill_alpha=0.25, distill_temperature=3)
+    loss, parts = Distiller(teacher, cfg, use_cache=False)(batch, out)
+    with torch.no_grad():
+        t_logits = teacher(**{k: v for k, v in batch.items() if k not in ("example_id", "labels")}).logits
+    kl = kl_with_temperature(out.logits, t_logits, 3.0)
+    assert loss.item() == pytest.approx(0.25 * 2.0 * kl.item() + 0.75 * out.loss.item(), rel=1e-5)
+    assert parts["distill_loss"] == pytest.approx(kl.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("distill_type", ["hidden_mse", "logits_kl"])
+def test_cache_is_exact_across_paddings_and_saves_teacher_calls(distill_type):
+    student, teacher = _models()
+    cfg = DistillConfig(distill_type=distill_type, distill_loss_weight=1.0)
+    cached = Distiller(teacher, cfg)
+    fresh = Distiller(teacher, cfg, use_cache=False)
+    epoch1 = [_batch([0, 1], [4, 6], 6), _batch([2, 3], [3, 5], 5)]
+    epoch2 = [_batch([3, 0], [5, 4], 8), _batch([1, 2], [6, 3], 6)]  # reshuffled, other padding
+    for batch in epoch1:
+        cached.teacher_outputs(batch)
+    calls_after_first_epoch = cached.teacher_forward_calls
+    for batch in epoch2:
+        a = cached.teacher_outputs(batch)
+        b = fresh.teacher_outputs(batch)
+        real = batch["attention_mask"].bool()
+        if distill_type == "hidden_mse":
+            assert torch.allclose(a[real], b[real], atol=1e-5)
+        else:
+            assert torch.allclose(a, b, atol=1e-5)
+    assert calls_after_first_epoch == 2
+    assert cached.teacher_forward_calls == 2  # the second epoch ran no teacher forward at all
+    assert cached.cache.hits == 4
+
+
+def test_cache_respects_its_budget(monkeypatch):
+    monkeypatch.setenv("PRUNECLI_TEACHER_CACHE_GB", str(1 / 2**30 * 200))  # 200 bytes
+    _, teacher = _models()
+    d = Distiller(teacher, DistillConfig(distill_loss_weight=1.0))
+    d.teacher_outputs(_batch([0, 1], [4, 6], 6))
+    assert d.cache.full and d.cache.used_bytes <= 200
+    d.teacher_outputs(_batch([0, 1], [4, 6], 6))
+    assert d.teacher_forward_calls == 2  # not everything fitted: recomputed, never wrong
+
+
+def test_bad_options_and_incompatible_teacher():
+    _, teacher = _models()
+    with pytest.raises(UserError, match="distill_type"):
+        Distiller(teacher, DistillConfig(distill_type="mse"))
+    with pytest.raises(UserError, match="distill_alpha"):
+        Distiller(teacher, DistillConfig(distill_alpha=1.5))
+    with pytest.raises(UserError, match="hidden sizes"):
+        check_teacher_compatible(tiny_bert_config(), tiny_bert_config(hidden_size=64), "hidden_mse")
+    check_teacher_compatible(tiny_bert_config(), tiny_bert_config(hidden_size=64), "logits_kl")
+    with pytest.raises(UserError, match="vocabulary"):
+        check_teacher_compatible(tiny_bert_config(), tiny_bert_config(vocab_size=99), "logits_kl")
