@@ -183,10 +183,12 @@ def handles_user_errors(fn):
         except UserError as err:
             if _STATE["debug"]:
                 raise
+            from rich.markup import escape
+
             console = _console(stderr=True)
-            console.print(f"[bold red]Error:[/bold red] {err.message}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]Error:[/bold red] {escape(err.message)}", highlight=False, soft_wrap=True)
             if err.hint:
-                console.print(f"[yellow]Hint:[/yellow] {err.hint}", highlight=False, soft_wrap=True)
+                console.print(f"[yellow]Hint:[/yellow] {escape(err.hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=err.exit_code) from None
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]Interrupted.[/yellow] Checkpoints already written are intact.")
@@ -324,9 +326,9 @@ def prune(
 ) -> None:
     """Train a sparse model from a dense fine-tuned one (snip-momentum, NxM / N:M / channel, distillation)."""
     cfg = _run_config(dict(locals()))
-    from prunecli import jobs
+    from prunecli import prune_job
 
-    jobs.prune(cfg)
+    prune_job.run(cfg)
 
 
 @app.command()
