@@ -1,0 +1,451 @@
+"""Pruning recipes: one pydantic model validates JSON recipes and generates their JSON Schema.
+
+A recipe is data. Top-level keys are global defaults; `pruning_configs` is a list of local
+groups, and a key set in a group wins over the top-level one (Intel Neural Compressor 2.x
+semantics), which wins over the built-in defaults (INC 2.x `WeightPruningConfig`). With no
+`pruning_configs` the top-level keys form the only group. Command-line options act as top-level
+values (`Recipe.with_globals`), so a group's own keys still win over them.
+
+Every mistake a user can make raises `prunecli.errors.RecipeError` with the JSON path of the
+offending key (`pruning_configs[1].pattern`), the file, and a hint: unknown keys (with the
+closest valid key), wrong types and ranges, bad patterns, N:M with N >= M, a target above what
+N:M allows, inconsistent steps or per-layer bounds. Unlike INC, unknown keys are errors, not
+warnings: a misspelt `target_sparsty` silently pruning to the default 0.9 is worse than a stop.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from prunecli.errors import RecipeError
+from prunecli.patterns import NMPattern, PatternError, parse_pattern
+
+PRUNING_TYPES = (
+    "snip_momentum",
+    "snip",
+    "magnitude",
+    "gradient",
+    "pattern_lock",
+    "snip_momentum_progressive",
+    "snip_progressive",
+    "magnitude_progressive",
+    "gradient_progressive",
+)
+OP_TYPES = ("Linear", "Conv1D")
+PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1)\s*$"
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+
+#: Built-in defaults (Intel Neural Compressor 2.x WeightPruningConfig).
+DEFAULTS: dict[str, Any] = {
+    "target_sparsity": 0.9,
+    "pattern": "4x1",
+    "pruning_type": "snip_momentum",
+    "pruning_scope": "global",
+    "sparsity_decay_type": "exp",
+    "pruning_frequency": 1,
+    "start_step": 0,
+    "end_step": 0,
+    "op_names": [],
+    "excluded_op_names": [],
+    "pruning_op_types": ["Linear"],
+    "min_sparsity_ratio_per_op": 0.0,
+    "max_sparsity_ratio_per_op": 0.98,
+    "criterion_reduce_type": "mean",
+}
+KEYS = tuple(DEFAULTS)
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression: {err}") from None
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        parse_pattern(value)
+    except PatternError as err:
+        raise ValueError(str(err)) from None
+    return value.strip()
+
+
+def _frequency(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError("must be >= 1 (optimizer steps between pruning events) or -1 (about 40 events)")
+    return value
+
+
+Regex = Annotated[str, Field(strict=True), AfterValidator(_regex)]
+Fraction = Annotated[float, Field(strict=True, ge=0.0, lt=1.0)]
+Step = Annotated[int, Field(strict=True, ge=0)]
+
+
+class PruningGroup(BaseModel):
+    """One group of layers and how to prune them. Every key is optional: None means "not set here"."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    target_sparsity: Fraction | None = Field(
+        None, description="Final fraction of zero weights in the group's layers, in [0, 1)."
+    )
+    pattern: Annotated[str, Field(strict=True), AfterValidator(_pattern)] | None = Field(
+        None,
+        description='Sparsity structure: NxM blocks ("4x1", "1x1" unstructured, "2x2"), N:M ("2:4" keeps 2 of '
+        'every 4 consecutive input weights), "1xchannel" (whole output rows) or "channelx1" (whole input columns).',
+        json_schema_extra={"pattern": PATTERN_REGEX, "examples": ["4x1", "1x1", "2:4", "1xchannel"]},
+    )
+    pruning_type: Literal[PRUNING_TYPES] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Score: snip_momentum (0.9 * score + |W*G| every optimizer step), snip |W*G|, magnitude |W|, "
+        "gradient |G|; a _progressive suffix prunes each event's new units over 4 stages; pattern_lock keeps the "
+        "zeros present at the start and prunes nothing new.",
+    )
+    pruning_scope: Literal["global", "local"] | None = Field(
+        None, description="global: one threshold across the group's layers; local: every layer gets the target."
+    )
+    sparsity_decay_type: Literal["exp", "cos", "linear", "cube"] | None = Field(
+        None, description="How the target grows from event to event."
+    )
+    pruning_frequency: Annotated[int, Field(strict=True), AfterValidator(_frequency)] | None = Field(
+        None, description="Optimizer steps between pruning events; -1: about 40 events between start and end."
+    )
+    start_step: Step | None = Field(None, description="Optimizer step of the first pruning event.")
+    end_step: Step | None = Field(
+        None, description="Last optimizer step with a pruning event; masks are fixed after it (cool-down)."
+    )
+    op_names: list[Regex] | None = Field(
+        None, description="Regular expressions (re.search on module names) of layers to prune; empty: all."
+    )
+    excluded_op_names: list[Regex] | None = Field(
+        None, description="Regular expressions (re.search on module names) of layers never to prune."
+    )
+    pruning_op_types: Annotated[list[Literal[OP_TYPES]], Field(min_length=1)] | None = Field(  # type: ignore
+        None, description='Module classes to prune: "Linear" (torch.nn.Linear), "Conv1D" (GPT-2 style [in, out]).'
+    )
+    min_sparsity_ratio_per_op: Fraction | None = Field(
+        None, description="Global scope: lowest sparsity any layer of the group ends with."
+    )
+    max_sparsity_ratio_per_op: Annotated[float, Field(strict=True, gt=0.0, le=1.0)] | None = Field(
+        None, description="Highest sparsity any layer of the group may reach."
+    )
+    criterion_reduce_type: Literal["mean", "sum", "max"] | None = Field(
+        None, description="How a block's score is made from its weights' scores."
+    )
+    layers: list[Annotated[str, Field(strict=True)]] | None = Field(
+        None,
+        description="Written by prunecli in prune_recipe.json: the layers the group pruned. When present, the "
+        "group must match exactly these layers.",
+    )
+
+    @field_validator("op_names", "excluded_op_names", "layers", mode="before")
+    @classmethod
+    def _lists_not_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f'must be a list of strings, e.g. ["{value}"]')
+        return value
+
+
+class Recipe(PruningGroup):
+    """A whole recipe: top-level defaults plus optional local groups in `pruning_configs`."""
+
+    schema_: str | None = Field(None, alias="$schema", description="Ignored: lets editors find the schema.")
+    pruning_configs: list[PruningGroup] | None = Field(
+        None, description="Local groups; a key set in a group wins over the top-level one."
+    )
+    excluded_heads: list[str] | None = Field(
+        None, description="Written by prunecli in prune_recipe.json (the classification head it never prunes); "
+        "ignored on input."
+    )
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the recipe came from (None for dicts and defaults)."""
+        return self._source
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> Recipe:
+        """Validate a parsed JSON object; every failure is a RecipeError naming the JSON path."""
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"a recipe is a JSON object, got {type(data).__name__}",
+                'Start from {"target_sparsity": 0.9, "pattern": "4x1"} or see docs/recipes.md.',
+                source=source,
+            )
+        try:
+            recipe = cls.model_validate(data)
+        except ValidationError as err:
+            raise _recipe_error(err, data, source) from None
+        recipe._source = source
+        recipe.resolve()  # cross-key checks (N:M limit, steps, per-layer bounds)
+        return recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set, JSON-able, as they would be written in a file."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def with_globals(self, **values: Any) -> Recipe:
+        """A copy whose top-level keys are overridden by the non-None `values` (command-line options).
+
+        Local groups still win over these. `pruning_pattern` is accepted as a spelling of `pattern`
+        (the CLI option's name). An unknown name is a bug in the caller (TypeError); a bad value is
+        the user's (RecipeError attributed to the command line).
+        """
+        if "pruning_pattern" in values:
+            alias = values.pop("pruning_pattern")
+            if values.get("pattern") is None:
+                values["pattern"] = alias
+        unknown = sorted(set(values) - set(KEYS))
+        if unknown:
+            raise TypeError(f"with_globals() got unknown recipe keys {unknown}")
+        overrides = {k: v for k, v in values.items() if v is not None}
+        if not overrides:
+            return self
+        try:
+            PruningGroup.model_validate(overrides)
+        except ValidationError as err:
+            raise _recipe_error(err, overrides, "command-line options") from None
+        merged = self.to_dict()
+        merged.update(overrides)
+        return Recipe.from_dict(merged, source=self.source)
+
+    def resolve(self) -> list[ResolvedGroup]:
+        """Every group with every key filled (group > top-level > defaults), cross-checked."""
+        groups = self.pruning_configs if self.pruning_configs else [None]
+        resolved = []
+        for index, group in enumerate(groups):
+            values: dict[str, Any] = {}
+            origin: dict[str, str] = {}
+            gpath = f"pruning_configs[{index}]" if group is not None else ""
+            for key in KEYS:
+                local = getattr(group, key) if group is not None else None
+                top = getattr(self, key)
+                if local is not None:
+                    values[key], origin[key] = local, f"{gpath}.{key}"
+                elif top is not None:
+                    values[key], origin[key] = top, key
+                else:
+                    values[key], origin[key] = copy.deepcopy(DEFAULTS[key]), gpath
+            layers = group.layers if group is not None else self.layers
+            _check_group(values, origin, self.source)
+            resolved.append(
+                ResolvedGroup(
+                    index=index,
+                    path=gpath,
+                    layers=tuple(layers) if layers is not None else None,
+                    **{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()},
+                )
+            )
+        return resolved
+
+
+@dataclass(frozen=True)
+class ResolvedGroup:
+    """A group with every key set. `path` is its JSON path (`""` when made of the top-level keys)."""
+
+    index: int
+    path: str
+    target_sparsity: float
+    pattern: str
+    pruning_type: str
+    pruning_scope: str
+    sparsity_decay_type: str
+    pruning_frequency: int
+    start_step: int
+    end_step: int
+    op_names: tuple[str, ...]
+    excluded_op_names: tuple[str, ...]
+    pruning_op_types: tuple[str, ...]
+    min_sparsity_ratio_per_op: float
+    max_sparsity_ratio_per_op: float
+    criterion_reduce_type: str
+    layers: tuple[str, ...] | None = field(default=None)
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    @property
+    def criterion_name(self) -> str:
+        """The score criterion (the pruning type without `_progressive`; None-like for pattern_lock)."""
+        name = self.pruning_type
+        return name[: -len("_progressive")] if name.endswith("_progressive") else name
+
+    @property
+    def progressive(self) -> bool:
+        return self.pruning_type.endswith("_progressive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe keys of this group, JSON-able (no index/path; `layers` only when known)."""
+        d = asdict(self)
+        d.pop("index")
+        d.pop("path")
+        if d["layers"] is None:
+            d.pop("layers")
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _check_group(values: dict[str, Any], origin: dict[str, str], source: str | None) -> None:
+    """Checks that involve several keys, made on the resolved values, blamed on the key that was set."""
+    def blame(key: str, other: str) -> str:
+        """The path of `key` if the recipe set it, else of `other` (a default cannot be the culprit)."""
+        return origin[key] if origin[key].endswith(key) else origin[other]
+
+    pattern = parse_pattern(values["pattern"])
+    target = values["target_sparsity"]
+    lo, hi = values["min_sparsity_ratio_per_op"], values["max_sparsity_ratio_per_op"]
+    if values["pruning_type"] != "pattern_lock":
+        if isinstance(pattern, NMPattern) and target > pattern.max_sparsity + 1e-9:
+            set_here = origin["target_sparsity"].endswith("target_sparsity")
+            raise RecipeError(
+                f"{'' if set_here else 'the default '}target_sparsity {target} is above what pattern "
+                f"{pattern.name} allows ({pattern.max_sparsity:g}: {pattern.n} of every {pattern.m} weights are kept)",
+                f"Use a target <= {pattern.max_sparsity:g}, or a pattern that keeps fewer weights "
+                f"(N:M keeps N; Intel Neural Compressor counted N as the pruned ones).",
+                path=blame("target_sparsity", "pattern"),
+                source=source,
+            )
+        if target > hi + 1e-12:
+            raise RecipeError(
+                f"target_sparsity {target} is above max_sparsity_ratio_per_op {hi}: no layer may exceed {hi}, "
+                "so the group cannot reach its target",
+                "Raise max_sparsity_ratio_per_op or lower target_sparsity.",
+                path=blame("target_sparsity", "max_sparsity_ratio_per_op"),
+                source=source,
+            )
+        if lo > target + 1e-12:
+            raise RecipeError(
+                f"min_sparsity_ratio_per_op {lo} is above target_sparsity {target}",
+                "Every layer would exceed the group's target; lower min_sparsity_ratio_per_op.",
+                path=blame("min_sparsity_ratio_per_op", "target_sparsity"),
+                source=source,
+            )
+    if values["start_step"] > values["end_step"]:
+        raise RecipeError(
+            f"start_step {values['start_step']} is after end_step {values['end_step']}",
+            "Pruning events run from start_step to end_step (equal values: oneshot).",
+            path=blame("end_step", "start_step"),
+            source=source,
+        )
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _recipe_error(err: ValidationError, data: Any, source: str | None) -> RecipeError:
+    """The first validation error as a RecipeError, with a did-you-mean hint where one helps."""
+    e = err.errors(include_url=False)[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    path = _json_path(loc)
+    key = loc[-1] if loc else ""
+    more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
+    if e["type"] == "extra_forbidden":
+        in_group = len(loc) >= 3 and loc[0] == "pruning_configs"
+        valid = _valid_keys(PruningGroup if in_group else Recipe)
+        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+        listed = ", ".join(k for k in valid if k != "$schema")
+        hint = f"Did you mean `{close[0]}`?" if close else f"Valid keys: {listed}"
+        return RecipeError(f"unknown key `{key}`{more}", hint, path=path, source=source)
+    value = e.get("input")
+    if e["type"] == "literal_error":
+        expected = re.findall(r"'([^']*)'", e["ctx"]["expected"])
+        close = difflib.get_close_matches(str(value), expected, n=1, cutoff=0.5)
+        hint = (f"Did you mean `{close[0]}`? " if close else "") + "Valid values: " + ", ".join(expected)
+        return RecipeError(f"{value!r} is not a valid `{_field_name(loc)}`{more}", hint, path=path, source=source)
+    if e["type"] == "value_error":
+        message = str(e["ctx"]["error"])
+    else:
+        message = e["msg"][0].lower() + e["msg"][1:]
+    hint = _FIELD_HINTS.get(_field_name(loc))
+    return RecipeError(f"`{_field_name(loc)}` = {json.dumps(value)}: {message}{more}", hint, path=path, source=source)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    for part in reversed(loc):
+        if isinstance(part, str):
+            return part
+    return ""
+
+
+_FIELD_HINTS = {
+    "target_sparsity": "A fraction of weights set to zero, e.g. 0.9 (90%).",
+    "min_sparsity_ratio_per_op": "A fraction in [0, 1), e.g. 0.5.",
+    "max_sparsity_ratio_per_op": "A fraction in (0, 1], e.g. 0.98.",
+    "pattern": 'Examples: "4x1", "1x1", "2:4", "1xchannel", "channelx1".',
+    "pruning_frequency": "An integer number of optimizer steps, e.g. 50, or -1.",
+    "start_step": "An integer optimizer step, e.g. 0.",
+    "end_step": "An integer optimizer step, e.g. 1000.",
+    "op_names": 'A list of regular expressions, e.g. [".*output", ".*intermediate"].',
+    "excluded_op_names": 'A list of regular expressions, e.g. ["pooler"].',
+    "pruning_op_types": 'A non-empty list of "Linear" and/or "Conv1D".',
+}
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a JSON recipe file (syntax errors name the line and column)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError("file not found", "Check the --recipe path.", source=source) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"cannot read the file: {err}", source=source) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise RecipeError(
+            f"JSON syntax error at line {err.lineno}, column {err.colno}: {err.msg}",
+            "Recipes are strict JSON: double quotes, no trailing commas, no comments.",
+            source=source,
+        ) from None
+    except _DuplicateKey as err:
+        raise RecipeError(f"the key `{err}` appears twice in one object", "Keep one of them.", source=source) from None
+    return Recipe.from_dict(data, source=source)
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    """The JSON Schema of recipes, generated from the validating model (defaults annotated)."""
+    generated = Recipe.model_json_schema(by_alias=True)
+    schema = {"$schema": SCHEMA_URL, **generated, "title": "prunecli pruning recipe"}
+    schema["description"] = (
+        "Training-time pruning recipe for prunecli. Top-level keys are global defaults; each entry of "
+        "pruning_configs is a group of layers whose own keys win. See docs/recipes.md."
+    )
+    for props in (schema["properties"], schema["$defs"]["PruningGroup"]["properties"]):
+        for key, default in DEFAULTS.items():
+            props[key]["default"] = default
+    return schema
