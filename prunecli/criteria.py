@@ -56,6 +56,21 @@ class Criterion(ABC):
         return f"{type(self).__name__}()"
 
 
+def _flat_view(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """A 1-D view spanning `tensors` when they lie end to end in one storage (as packed scores do), else None."""
+    if not tensors:
+        return None
+    first = tensors[0]
+    storage = first.untyped_storage().data_ptr()
+    offset = first.storage_offset()
+    for t in tensors:
+        if (not t.is_contiguous() or t.dtype != first.dtype or t.device != first.device
+                or t.untyped_storage().data_ptr() != storage or t.storage_offset() != offset):
+            return None
+        offset += t.numel()
+    return first.as_strided((offset - first.storage_offset(),), (1,), first.storage_offset())
+
+
 def _finite(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num_(x, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -110,14 +125,18 @@ class SnipMomentumCriterion(Criterion):
     def update(self, scores, weights, grads) -> None:
         if not scores:
             return
-        torch._foreach_mul_(scores, self.momentum)
         for s, w, g in zip(scores, weights, grads, strict=True):
-            if g is not None:
-                # One reused buffer instead of a fresh tensor per layer: allocating (and page-faulting)
-                # 4 bytes per weight every step costs more than the arithmetic.
-                buf = self._scratch(s)
-                torch.mul(w.detach(), g.detach(), out=buf)
-                s.add_(_finite(buf.abs_()))
+            if g is None:
+                s.mul_(self.momentum)
+                continue
+            # One reused, cache-sized buffer instead of a fresh tensor per layer: allocating (and
+            # page-faulting) 4 bytes per weight every step costs more than the arithmetic. The
+            # momentum is applied layer by layer, right before the add, so each score is read from
+            # memory once per step (the same two roundings as `score * m + |W*G|` in two steps).
+            buf = self._scratch(s)
+            torch.mul(w.detach(), g.detach(), out=buf)
+            _finite(buf.abs_())
+            s.mul_(self.momentum).add_(buf)
 
     def _scratch(self, like: torch.Tensor) -> torch.Tensor:
         buf = getattr(self, "_buf", None)

@@ -36,6 +36,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 REDUCE_TYPES = ("mean", "sum", "max")
@@ -66,27 +67,35 @@ def select_lowest(
     linear time (`kthvalue`), which keeps a global mask update over a whole BERT under 100 ms.
     """
     n = scores.numel()
-    selected = torch.zeros(n, dtype=torch.bool, device=scores.device)
     if n == 0 or budget <= 0:
-        return selected
+        return torch.zeros(n, dtype=torch.bool, device=scores.device)
     if rounding not in ROUNDING:
         raise ValueError(f"rounding must be one of {ROUNDING}, got {rounding!r}")
     if isinstance(sizes, int):
         units = budget / sizes
         k = math.floor(units) if rounding == "floor" else math.ceil(units) if rounding == "ceil" else int(units + 0.5)
         k = min(n, k)
-        if k <= 0:
-            return selected
-        if k == n:
-            return ~selected
-        threshold = kth_smallest(scores, k)
-        below = scores < threshold
-        ties = scores == threshold
-        need = k - int(torch.count_nonzero(below))
-        if int(torch.count_nonzero(ties)) <= need:  # the usual case: no surplus tie at the threshold
-            return below | ties
+        if k <= 0 or k == n:
+            return torch.full((n,), k == n, dtype=torch.bool, device=scores.device)
+        flat = scores.reshape(-1)
+        array = _numpy(flat)
+        if array is not None:  # CPU: NumPy's comparisons and selection are several times faster
+            np_threshold, n_below, n_at_most = _np_kth_and_counts(array, k)
+            need = k - n_below
+            if n_at_most - n_below <= need:
+                return torch.from_numpy(array <= np_threshold).view(scores.shape)
+            picked = array < np_threshold
+            picked[np.flatnonzero(array == np_threshold)[:need]] = True
+            return torch.from_numpy(picked).view(scores.shape)
+        threshold, n_below, n_at_most = _kth_and_counts(flat, k)
+        need = k - n_below
+        if n_at_most - n_below <= need:  # the usual case: no surplus tie at the threshold
+            return torch.le(scores, threshold)
         # The first `need` tied units by position: deterministic, exact count.
-        return below | (ties & (torch.cumsum(ties, 0) <= need))
+        selected = torch.lt(flat, threshold)
+        selected[torch.nonzero(flat == threshold).reshape(-1)[:need]] = True
+        return selected.view(scores.shape)
+    selected = torch.zeros(n, dtype=torch.bool, device=scores.device)
     order = torch.sort(scores, stable=True).indices
     ordered = sizes[order]
     cum = torch.cumsum(ordered, 0)
@@ -107,26 +116,93 @@ def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
     values inside the bracket. When the bracket misses (an adversarial layout), it falls back to
     `kthvalue` on everything, so the result is always exact.
     """
+    array = _numpy(values)
+    if array is not None:
+        return torch.from_numpy(np.asarray(_np_kth_and_counts(array, k)[0]))
+    return _kth_and_counts(values, k)[0]
+
+
+#: Values a strided sample takes to bracket the k-th smallest (sorting it costs ~1 ms).
+_SAMPLE = 16384
+
+
+def _numpy(values: torch.Tensor) -> np.ndarray | None:
+    """A NumPy view of a CPU float tensor (no copy), or None where NumPy cannot take it.
+
+    On CPU, NumPy's comparisons into booleans run several times faster than torch's, and
+    `np.partition` ten times faster than `torch.kthvalue`; both give identical results.
+    """
+    if values.device.type != "cpu" or values.dtype not in (torch.float32, torch.float64):
+        return None
+    return values.detach().numpy()
+
+
+def _np_kth_and_counts(values: np.ndarray, k: int) -> tuple[np.generic, int, int]:
+    """`_kth_and_counts` on a 1-D NumPy array (NaN orders last, as in `torch.kthvalue`)."""
+    n = values.size
+    if n > 1 << 20:
+        sample = np.sort(values[:: n // _SAMPLE])
+        s = sample.size
+        q = k / n
+        margin = 4.0 * math.sqrt(s * q * (1.0 - q)) + 16.0
+        lo_i, hi_i = int(q * s - margin), int(q * s + margin)
+        inside = None
+        below = 0
+        if lo_i > 0:
+            below = int(np.count_nonzero(values < sample[lo_i]))
+            inside = values >= sample[lo_i]
+        if hi_i < s - 1:
+            at_most_hi = values <= sample[hi_i]
+            inside = at_most_hi if inside is None else np.logical_and(inside, at_most_hi, out=inside)
+        if inside is not None and below < k:
+            bracket = values[inside]
+            if k - below <= bracket.size:
+                threshold = np.partition(bracket, k - below - 1)[k - below - 1]
+                return (threshold, below + int(np.count_nonzero(bracket < threshold)),
+                        below + int(np.count_nonzero(bracket <= threshold)))
+    threshold = np.partition(values, k - 1)[k - 1]
+    return threshold, int(np.count_nonzero(values < threshold)), int(np.count_nonzero(values <= threshold))
+
+
+def _kth_and_counts(values: torch.Tensor, k: int) -> tuple[torch.Tensor, int, int]:
+    """`kth_smallest(values, k)` and how many values are below it and at most it.
+
+    The counts come from the bracket (values outside it are strictly below or above the answer),
+    so a caller selecting the k lowest needs one more pass over `values`, not three.
+    """
     n = values.numel()
-    if n <= 1 << 20:
-        return torch.kthvalue(values, k).values
-    sample = torch.sort(values[:: n // 65536]).values
-    s = sample.numel()
-    q = k / n
-    margin = 4.0 * math.sqrt(s * q * (1.0 - q)) + 16.0
-    lo_i, hi_i = int(q * s - margin), int(q * s + margin)
-    inside = torch.ones_like(values, dtype=torch.bool)
-    below = 0
-    if lo_i > 0:
-        lo = sample[lo_i]
-        below = int(torch.count_nonzero(values < lo))
-        inside &= values >= lo
-    if hi_i < s - 1:
-        inside &= values <= sample[hi_i]
-    count = int(torch.count_nonzero(inside))
-    if below < k <= below + count:
-        return torch.kthvalue(values[inside], k - below).values
-    return torch.kthvalue(values, k).values
+    if n > 1 << 20:
+        sample = torch.sort(values[:: n // _SAMPLE]).values
+        s = sample.numel()
+        q = k / n
+        margin = 4.0 * math.sqrt(s * q * (1.0 - q)) + 16.0
+        lo_i, hi_i = int(q * s - margin), int(q * s + margin)
+        below_lo = at_most_hi = None
+        below = 0
+        if lo_i > 0:
+            below_lo = torch.lt(values, sample[lo_i])
+            below = int(torch.count_nonzero(below_lo))
+        if hi_i < s - 1:
+            at_most_hi = torch.le(values, sample[hi_i])
+        inside = at_most_hi
+        if below_lo is not None and below < k:
+            # lo <= hi, so every value below lo is also at most hi: the bracket is the difference.
+            inside = below_lo.logical_not_() if at_most_hi is None else at_most_hi.logical_xor_(below_lo)
+        if below < k and inside is not None:
+            bracket = values[inside]
+            if k - below <= bracket.numel():
+                threshold = torch.kthvalue(bracket, k - below).values
+                return (threshold, below + int(torch.count_nonzero(bracket < threshold)),
+                        below + int(torch.count_nonzero(bracket <= threshold)))
+    threshold = torch.kthvalue(values, k).values
+    return threshold, int(torch.count_nonzero(values < threshold)), int(torch.count_nonzero(values <= threshold))
+
+
+def _units_size(selected: torch.Tensor, sizes: int | torch.Tensor) -> int:
+    """How many weights the `selected` units hold."""
+    if isinstance(sizes, int):
+        return int(torch.count_nonzero(selected)) * sizes
+    return int(sizes[selected].sum())
 
 
 def _reduce(x: torch.Tensor, dims: tuple[int, ...], reduce: str, partial: bool) -> torch.Tensor:
@@ -218,16 +294,25 @@ class Pattern(ABC):
 
         `n_pruned` (the number of True in `pruned`, when the caller knows it) saves a pass.
         """
+        return self._prune_more_counted(scores, pruned, budget, reduce, rounding, n_pruned)[0]
+
+    def _prune_more_counted(
+        self, scores: torch.Tensor, pruned: torch.Tensor, budget: int, reduce: str, rounding: str,
+        n_pruned: int | None,
+    ) -> tuple[torch.Tensor, int]:
+        """`prune_more`, and the number of True in its result (known from the units, without a pass)."""
         analysis = self.analyse(scores)
         unit_scores = self.unit_scores(scores, reduce, analysis).float()
         n_pruned = int(torch.count_nonzero(pruned)) if n_pruned is None else n_pruned
         sizes = self.unit_sizes(tuple(scores.shape))
         if n_pruned == 0:
-            return self.expand(select_lowest(unit_scores, sizes, budget, rounding), scores, analysis)
+            chosen = select_lowest(unit_scores, sizes, budget, rounding)
+            return self.expand(chosen, scores, analysis), _units_size(chosen, sizes)
         already = self.units_of(pruned)
         unit_scores = unit_scores.masked_fill(already, float("-inf"))
         chosen = select_lowest(unit_scores, sizes, max(budget, n_pruned), rounding)
-        return pruned | self.expand(chosen & ~already, scores, analysis)
+        fresh = chosen & ~already  # units with no pruned weight yet: disjoint from `pruned`
+        return pruned | self.expand(fresh, scores, analysis), n_pruned + _units_size(fresh, sizes)
 
     def __str__(self) -> str:
         return self.name
@@ -369,15 +454,21 @@ class NMPattern(Pattern):
         """
         k = self.m - self.n
         cols = list(groups.reshape(-1, self.m).unbind(1))
-        smallest = [cols[0]]
-        for x in cols[1:]:
+        array = _numpy(groups)
+        # NumPy's min/max over the strided columns are about twice as fast as torch's on CPU (same values).
+        lib: Any = np if array is not None else torch
+        work = [array[:, j] for j in range(self.m)] if array is not None else cols
+        smallest = [work[0]]
+        for x in work[1:]:
             for j in range(len(smallest)):
                 if j == k - 1:  # the list is full: only the smaller value can stay
-                    smallest[j] = torch.minimum(smallest[j], x)
+                    smallest[j] = lib.minimum(smallest[j], x)
                     break
-                smallest[j], x = torch.minimum(smallest[j], x), torch.maximum(smallest[j], x)
+                smallest[j], x = lib.minimum(smallest[j], x), lib.maximum(smallest[j], x)
             else:
                 smallest.append(x)
+        if array is not None:
+            smallest = [torch.from_numpy(np.ascontiguousarray(v)) for v in smallest]
         return cols, smallest
 
     def analyse(self, scores: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -389,9 +480,10 @@ class NMPattern(Pattern):
         k = self.m - self.n
         cols, smallest = self._smallest_columns(groups)
         threshold = smallest[k - 1]
-        at_most = [c <= threshold for c in cols]
-        if bool((sum(a.to(torch.uint8) for a in at_most) == k).all()):  # no tie at any threshold: done
-            return smallest, torch.stack(at_most, dim=1)
+        at_most = groups <= threshold[:, None]
+        # Every group has at least k values at most its k-th smallest, so k per group is k * groups in all.
+        if int(torch.count_nonzero(at_most)) == k * groups.shape[0]:  # no tie at any threshold: done
+            return smallest, at_most
         below = [c < threshold for c in cols]
         need = k - sum(b.to(torch.uint8) for b in below)
         taken = torch.zeros_like(need)

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.criteria import Criterion, make_criterion
+from prunecli.criteria import Criterion, _flat_view, make_criterion
 from prunecli.errors import CheckpointError, RecipeError
-from prunecli.patterns import Pattern, parse_pattern, select_lowest
+from prunecli.patterns import BlockPattern, Pattern, _units_size, parse_pattern, select_lowest
 from prunecli.recipe import Recipe, ResolvedGroup, load_recipe
 from prunecli.schedule import Schedule
 
@@ -91,9 +91,12 @@ class _Layer:
     def from2d(self, t: torch.Tensor) -> torch.Tensor:
         return t.t().contiguous() if self.transposed else t
 
-    def set_pruned(self, pruned: torch.Tensor, committed: torch.Tensor | None = None) -> None:
+    def set_pruned(
+        self, pruned: torch.Tensor, committed: torch.Tensor | None = None, n_pruned: int | None = None
+    ) -> None:
+        """`n_pruned` (the True count of `pruned`, when the caller knows it) saves a pass over the mask."""
         self.pruned = pruned
-        self.n_pruned = int(torch.count_nonzero(pruned))
+        self.n_pruned = int(torch.count_nonzero(pruned)) if n_pruned is None else n_pruned
         if committed is None or committed is pruned:
             self.committed, self.n_committed = pruned, self.n_pruned
         else:
@@ -198,6 +201,7 @@ class Pruner:
                 )
                 self.layers[name] = layer
                 group_layers.append(layer)
+            _pack_scores(group_layers)
             self.groups.append(_Group(cfg, group_layers))
 
     # ------------------------------------------------------------------ hooks
@@ -400,9 +404,10 @@ class Pruner:
         assert group.criterion is not None
         scores = [layer.as2d(group.criterion.score(layer.score, layer.weight)) for layer in group.layers]
         if group.cfg.pruning_scope == "local":
-            new = [self._local(group, layer, sc, target) for layer, sc in zip(group.layers, scores, strict=True)]
+            local = [self._local(group, layer, sc, target) for layer, sc in zip(group.layers, scores, strict=True)]
+            new, counts = [m for m, _ in local], [c for _, c in local]
         else:
-            new = self._global(group, scores, target)
+            new, counts = self._global(group, scores, target)
         last = index >= group.schedule.num_events - 1
         if group.progressive and not last:
             for layer, committed in zip(group.layers, new, strict=True):
@@ -410,8 +415,8 @@ class Pruner:
             group.pending_total = sum(layer.n_committed - layer.n_pruned for layer in group.layers)
             self._progressive_stage(group, 1)
         else:
-            for layer, pruned in zip(group.layers, new, strict=True):
-                layer.set_pruned(pruned)
+            for layer, pruned, count in zip(group.layers, new, counts, strict=True):
+                layer.set_pruned(pruned, n_pruned=count)
             group.pending_total = 0
 
     def _cap(self, group: _Group, layer: _Layer) -> int:
@@ -419,33 +424,43 @@ class Pruner:
         cap = math.floor(group.cfg.max_sparsity_ratio_per_op * layer.numel + 1e-9)
         return max(min(cap, group.pattern.prunable(layer.shape2d)), layer.n_committed)
 
-    def _local(self, group: _Group, layer: _Layer, scores2d: torch.Tensor, target: float) -> torch.Tensor:
+    def _local(
+        self, group: _Group, layer: _Layer, scores2d: torch.Tensor, target: float
+    ) -> tuple[torch.Tensor, int]:
         cap = self._cap(group, layer)
         budget = round(target * layer.numel)
-        pruned2d = group.pattern.prune_more(
+        pruned2d, n_pruned = group.pattern._prune_more_counted(
             scores2d,
             layer.as2d(layer.committed),
             min(budget, cap),
-            reduce=group.cfg.criterion_reduce_type,
-            rounding="floor" if budget >= cap else "nearest",
-            n_pruned=layer.n_committed,
+            group.cfg.criterion_reduce_type,
+            "floor" if budget >= cap else "nearest",
+            layer.n_committed,
         )
-        return layer.from2d(pruned2d)
+        return layer.from2d(pruned2d), n_pruned
 
-    def _global(self, group: _Group, scores: list[torch.Tensor], target: float) -> list[torch.Tensor]:
+    def _global(
+        self, group: _Group, scores: list[torch.Tensor], target: float
+    ) -> tuple[list[torch.Tensor], list[int]]:
         """One threshold over the group's units, per-layer min/max enforced, the rest redistributed.
 
         Water-filling: select the group's budget over the free layers; if some layers overshoot
         their max (or undershoot their min) more than the others miss the other way, those layers
         are pinned at their bound and the remaining budget is re-selected over the rest. Each
         round pins at least one layer, so it ends after at most one round per layer.
+
+        Returns each layer's pruned mask and its number of pruned weights (known from the units).
         """
         pattern, cfg = group.pattern, group.cfg
         final = cfg.target_sparsity
+        unstructured = isinstance(pattern, BlockPattern) and pattern.rows == pattern.cols == 1
         entries, alreadies, analyses = [], [], []
         for layer, sc in zip(group.layers, scores, strict=True):
             analyses.append(pattern.analyse(sc))
-            unit_scores = pattern.unit_scores(sc, cfg.criterion_reduce_type, analyses[-1]).float()
+            if unstructured and sc.dtype == torch.float32:
+                unit_scores = sc.reshape(-1)  # one weight per unit: the scores themselves, not a copy
+            else:
+                unit_scores = pattern.unit_scores(sc, cfg.criterion_reduce_type, analyses[-1]).float()
             already = pattern.units_of(layer.as2d(layer.committed)) if layer.n_committed else None
             if already is not None:
                 unit_scores = unit_scores.masked_fill(already, -math.inf)
@@ -459,15 +474,17 @@ class Pruner:
         budget = min(max(budget, sum(e[2] for e in entries)), sum(e[3] for e in entries))
 
         chosen: dict[int, torch.Tensor] = {}
+        sizes_chosen: dict[int, int] = {}
         free = list(range(len(entries)))
         while free:
-            rest = budget - sum(_selected_size(chosen[i], entries[i][1]) for i in chosen)
+            rest = budget - sum(sizes_chosen.values())
             picks = _pooled_select([entries[i] for i in free], rest)
-            counts = {i: _selected_size(p, entries[i][1]) for i, p in zip(free, picks, strict=True)}
+            counts = {i: _units_size(p, entries[i][1]) for i, p in zip(free, picks, strict=True)}
             over = {i: c - entries[i][3] for i, c in counts.items() if c > entries[i][3]}
             under = {i: entries[i][2] - c for i, c in counts.items() if c < entries[i][2]}
             if not over and not under:
                 chosen.update(zip(free, picks, strict=True))
+                sizes_chosen.update(counts)
                 break
             # Pin the side that dominates; a maximum is never exceeded, a minimum never missed.
             pin, bound, rounding = (
@@ -476,19 +493,25 @@ class Pruner:
             for i in pin:
                 us, sizes, _, hi = entries[i]
                 chosen[i] = select_lowest(us, sizes, entries[i][bound], rounding)
-                if _selected_size(chosen[i], sizes) > hi:  # min and max within one unit: the max wins
+                sizes_chosen[i] = _units_size(chosen[i], sizes)
+                if sizes_chosen[i] > hi:  # min and max within one unit: the max wins
                     chosen[i] = select_lowest(us, sizes, hi, "floor")
+                    sizes_chosen[i] = _units_size(chosen[i], sizes)
             free = [i for i in free if i not in pin]
 
-        out = []
+        out, n_pruned = [], []
         for i, (layer, sc) in enumerate(zip(group.layers, scores, strict=True)):
             already = alreadies[i]
             if already is None:
                 new2d = pattern.expand(chosen[i], sc, analyses[i])
+                n_pruned.append(sizes_chosen[i])
             else:
-                new2d = layer.as2d(layer.committed) | pattern.expand(chosen[i] & ~already, sc, analyses[i])
+                # A unit not in `already` has no pruned weight yet, so the two parts are disjoint.
+                fresh = chosen[i] & ~already
+                new2d = layer.as2d(layer.committed) | pattern.expand(fresh, sc, analyses[i])
+                n_pruned.append(layer.n_committed + _units_size(fresh, entries[i][1]))
             out.append(layer.from2d(new2d))
-        return out
+        return out, n_pruned
 
     @torch.no_grad()
     def _progressive_stage(self, group: _Group, stage: int) -> None:
@@ -536,10 +559,27 @@ def _multiply(tensors: list[torch.Tensor], keeps: list) -> None:
             t.mul_(k)
 
 
-def _selected_size(selected: torch.Tensor, sizes: int | torch.Tensor) -> int:
-    if isinstance(sizes, int):
-        return int(torch.count_nonzero(selected)) * sizes
-    return int(sizes[selected].sum())
+def _pack_scores(layers: list[_Layer]) -> None:
+    """Put a group's scores into one contiguous buffer (each layer's score a view of it).
+
+    The per-step score update and the pooled selection of global scope then run as a few large
+    operations over the buffer instead of one small operation per layer, and pooling 1x1 units
+    needs no copy. Scores of mixed devices or dtypes stay separate.
+    """
+    scores = [layer.score for layer in layers]
+    if len(scores) < 2 or any(s is None for s in scores):
+        return
+    first = scores[0]
+    if any(s.dtype != first.dtype or s.device != first.device for s in scores):  # type: ignore[union-attr]
+        return
+    flat = torch.empty(sum(s.numel() for s in scores), dtype=first.dtype, device=first.device)  # type: ignore[union-attr]
+    offset = 0
+    for layer in layers:
+        n = layer.score.numel()  # type: ignore[union-attr]
+        layer.score = flat[offset : offset + n].view(layer.score.shape).copy_(layer.score)  # type: ignore[union-attr]
+        offset += n
+
+
 
 
 def _pooled_select(entries: list[tuple[torch.Tensor, int | torch.Tensor, int, int]], budget: int):
@@ -554,7 +594,12 @@ def _pooled_select(entries: list[tuple[torch.Tensor, int | torch.Tensor, int, in
              for s, sc in zip(sizes, scores, strict=True)]
         )
     devices = {sc.device for sc in scores}
-    pooled = torch.cat([sc.to(scores[0].device) for sc in scores]) if len(devices) > 1 else torch.cat(scores)
+    if len(devices) > 1:
+        pooled = torch.cat([sc.to(scores[0].device) for sc in scores])
+    else:
+        pooled = _flat_view(scores)
+        if pooled is None:
+            pooled = torch.cat(scores)
     if isinstance(pooled_sizes, torch.Tensor):
         pooled_sizes = pooled_sizes.to(pooled.device)
     picks = select_lowest(pooled, pooled_sizes, budget)
