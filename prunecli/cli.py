@@ -404,7 +404,7 @@ def schema(
 def demo(
     output_dir: OutputDir = "demo_runs",
     num_train_epochs: Annotated[int, _opt("num_train_epochs", "Dense fine-tuning epochs.", TRAIN)] = 1,
-    max_train_samples: MaxTrainSamples = 2000,
+    max_train_samples: MaxTrainSamples = 1500,
     seed: Seed = 42,
 ) -> None:
     """Run the whole job on the embedded defaults (MiniLM + Rotten Tomatoes): finetune, prune, evaluate, inspect."""

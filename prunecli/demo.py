@@ -59,7 +59,7 @@ def _step(console, title: str) -> float:
     return time.perf_counter()
 
 
-def run(output_dir: str = "demo_runs", num_train_epochs: int = 1, max_train_samples: int | None = 2000,
+def run(output_dir: str = "demo_runs", num_train_epochs: int = 1, max_train_samples: int | None = 1500,
         seed: int = 42) -> list[dict[str, Any]]:
     """Fine-tune, prune (2:4 and mixed), evaluate and inspect; returns the rows of the final table."""
     from rich.console import Console

@@ -239,6 +239,16 @@ def _scalar_config(cfg: RunConfig) -> dict[str, Any]:
 # ---- the trainer --------------------------------------------------------------------------------------
 
 
+TRAIN_RESULTS = "train_results.json"
+_TRAIN_SUMMARY_KEYS = ("completed_steps", "train_examples_per_second", "train_seconds", "wall_seconds",
+                       "num_processes", "epochs", "final_metrics")
+
+
+def train_summary(results: dict[str, Any]) -> dict[str, Any]:
+    """What `train_results.json` records of a fit: throughput, times and the per-epoch metrics."""
+    return {key: results[key] for key in _TRAIN_SUMMARY_KEYS if key in results}
+
+
 def leaves_parameters_unused(cfg: RunConfig) -> bool:
     """True when the loss does not reach every parameter: hidden-state distillation without the label loss
     never touches the classification head (and pooler), which multi-process DDP must be told about."""
@@ -676,7 +686,8 @@ class Trainer:
         """Atomically write the final Hugging Face checkpoint (main process; all processes must call this).
 
         OUTPUT_DIR gets config (with labels), model.safetensors, the tokenizer, eval_results.json,
-        run_args.json and `extra_files` (name -> text or bytes, e.g. prune_recipe.json, README.md); the
+        run_args.json, train_results.json (after a fit: throughput, times, per-epoch metrics) and
+        `extra_files` (name -> text or bytes, e.g. prune_recipe.json, README.md); the
         run's log, tracker logs and resumable states already there are kept.
         """
         target = Path(output_dir).absolute() if output_dir else self.output_dir
@@ -692,6 +703,8 @@ class Trainer:
                 self.tokenizer.save_pretrained(staging)
                 (staging / ckpt.EVAL_RESULTS).write_text(ckpt.json_text(eval_results), encoding="utf-8")
                 (staging / ckpt.RUN_ARGS).write_text(ckpt.json_text(self.run_args()), encoding="utf-8")
+                if getattr(self, "results", None):
+                    (staging / TRAIN_RESULTS).write_text(ckpt.json_text(train_summary(self.results)), encoding="utf-8")
                 for name, content in (extra_files or {}).items():
                     if Path(name).name != name or name.startswith("."):
                         raise ValueError(f"extra file name {name!r} must be a plain file name")

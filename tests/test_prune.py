@@ -271,3 +271,12 @@ def test_minilm_mrpc_2in4_keeps_accuracy_above_majority(minilm_mrpc_dense, tmp_p
     report = json.loads((out / "sparsity_report.json").read_text())
     assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert report["model"]["pruned"]["tensors"] == 36  # 6 layers x (q, k, v, attention out, intermediate, out)
+
+
+def test_train_results_record_throughput(workdir):
+    out = workdir / "s24"  # written by test_2in4_every_group_of_four_keeps_at_most_two, or made here
+    if not (out / "train_results.json").exists():
+        _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "2:4", "--overwrite_output_dir")
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["completed_steps"] == 12 and results["train_examples_per_second"] > 0
+    assert len(results["epochs"]) == 3
