@@ -131,6 +131,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
     prune = cfg.prune or PruneConfig()
     distill = cfg.distill or DistillConfig()
+    # Validate the recipe and pruning options first: a typo should cost a second, not a model load.
+    build_recipe(prune, {"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": 1})
     model, tokenizer, data, tokenized = jobs.prepare_training(cfg, check_output=not prune.dry_run)
     adam_beta2 = 0.9 if cfg.train.adam_beta2 is None else cfg.train.adam_beta2  # the reference example's betas
     trainer = Trainer(cfg, model, tokenizer, tokenized, adam_beta2=adam_beta2)
@@ -178,7 +180,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     }
     state = {name: tensor.detach().cpu() for name, tensor in trainer.unwrapped_model.state_dict().items()}
     report = sparsity_report(state, recipe=resolved)
-    metrics = results.get("final_metrics") or results.get("eval_metrics") or {}
+    metrics = results.get("final_metrics") or {}
     output_dir = cfg.train.output_dir
     extra = {
         "prune_recipe.json": json.dumps(resolved, indent=2) + "\n",
