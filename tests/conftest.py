@@ -69,3 +69,15 @@ def minilm_mrpc_dense(tmp_path_factory) -> Path:
     ])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models and memory-bound reports run far faster on one thread than on two contended ones (the
+    machine is a shared 2-core box); the CLI's inspect does the same. Use via `pytest.mark.usefixtures`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -37,13 +37,7 @@ from tests.helpers import make_tiny_bert
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Reports are memory-bound; one thread keeps these tests fast on a shared, busy machine (as the CLI does)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def dense(*shape: int, seed: int = 0) -> torch.Tensor:
