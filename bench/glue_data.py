@@ -167,32 +167,16 @@ def _ragged(rows: list[list[int]]):
     return flat, offsets
 
 
-def _tokenize_own(folder: Path, task: str, model_dir: str, max_length: int) -> dict[str, dict]:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    splits = {}
-    for split, name in (("train", "train.tsv"), ("eval", "dev.tsv")):
-        glue = read_glue_file(folder / name, task)
-        texts = list(zip(*glue.texts(), strict=True))
-        enc = tokenizer(*texts, truncation=True, max_length=max_length, padding=False)
-        splits[split] = {"input_ids": enc["input_ids"], "token_type_ids": enc.get("token_type_ids"),
-                         "labels": glue.labels()}
-    return {"splits": splits, "pad_token_id": tokenizer.pad_token_id or 0, "tokenized_by": "bench.glue_data"}
-
-
-def _tokenize_prunecli(folder: Path, task: str, model_dir: str, max_length: int) -> dict[str, dict] | None:
-    """Tokenize with prunecli's data layer (the same code `prunecli prune` runs); None if it is not there yet.
+def _tokenize_prunecli(folder: Path, task: str, model_dir: str, max_length: int) -> dict[str, dict]:
+    """Tokenize with prunecli's data layer: the same code `prunecli prune` runs, so both tools see identical ids.
 
     Labels are mapped with the checkpoint's `label2id` when it names the task's labels (a checkpoint
     fine-tuned by prunecli does), else by the task's label order (MRPC: equivalent = 1).
     """
-    try:
-        from prunecli.config import DataConfig
-        from prunecli.data import load_task_data, tokenize_task_data
-    except ImportError:
-        return None
     from transformers import AutoConfig, AutoTokenizer
+
+    from prunecli.config import DataConfig
+    from prunecli.data import load_task_data, tokenize_task_data
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     cfg = DataConfig(task_name=task, data_dir=str(folder), max_length=max_length)
@@ -205,7 +189,7 @@ def _tokenize_prunecli(folder: Path, task: str, model_dir: str, max_length: int)
         label2id = {n: i for i, n in enumerate(names)}
     tokenized = tokenize_task_data(data, tokenizer, cfg, label2id)
     if len(tokenized.eval_splits) != 1:
-        return None
+        raise ValueError(f"{task}: the INC driver takes one evaluation split, got {list(tokenized.eval_splits)}")
     splits = {}
     for split, ds in (("train", tokenized.train), ("eval", next(iter(tokenized.eval_splits.values())))):
         splits[split] = {"input_ids": list(ds["input_ids"]),
@@ -218,24 +202,12 @@ def _tokenize_prunecli(folder: Path, task: str, model_dir: str, max_length: int)
 def tokenize_folder(folder: str | Path, task: str, model_dir: str, out_npz: str | Path, max_length: int = 128) -> dict:
     """Write the tokenized train/dev of a GLUE folder to `out_npz` (ragged arrays) for bench/inc_prune.py.
 
-    Uses prunecli's data layer when it is importable (so both tools see identical token ids) and the
-    bench's own reader otherwise; when both are available, they are checked to agree. Returns the meta.
+    Tokenized by prunecli's data layer. Returns the meta.
     """
     import numpy as np
 
     folder = Path(folder)
-    own = _tokenize_own(folder, task, model_dir, max_length)
-    try:
-        theirs = _tokenize_prunecli(folder, task, model_dir, max_length)
-    except Exception as err:  # the data layer is being written: fall back, and say so in the meta
-        theirs = None
-        own["prunecli_data_error"] = f"{type(err).__name__}: {err}"
-    chosen = own
-    if theirs is not None:
-        agree = all(theirs["splits"][s]["input_ids"] == own["splits"][s]["input_ids"]
-                    and theirs["splits"][s]["labels"] == own["splits"][s]["labels"] for s in ("train", "eval"))
-        chosen = theirs
-        chosen["agrees_with_bench_reader"] = agree
+    chosen = _tokenize_prunecli(folder, task, model_dir, max_length)
     arrays = {}
     for split, enc in chosen["splits"].items():
         arrays[f"{split}_input_ids"], arrays[f"{split}_offsets"] = _ragged(enc["input_ids"])
