@@ -91,6 +91,16 @@ Beta2 = Annotated[
 ]
 MaxGradNorm = Annotated[float | None, _opt("max_grad_norm", "Clip gradients to this norm.", TRAIN)]
 Seed = Annotated[int, _opt("seed", "Random seed (data order, initialisation, dropout).", TRAIN)]
+GroupByLength = Annotated[
+    bool,
+    typer.Option(
+        "--group_by_length/--no_group_by_length",
+        "--group-by-length/--no-group-by-length",
+        help="Batch examples of similar length together (random mega-batches of 50 batches, sorted): "
+        "far less padding, same examples per epoch. Off: plain shuffled batches.",
+        rich_help_panel=TRAIN,
+    ),
+]
 MixedPrecision = Annotated[str, _opt("mixed_precision", "no, fp16 or bf16 (where the device supports it).", TRAIN)]
 TrustRemote = Annotated[bool, _opt("trust_remote_code", "Allow model code from the checkpoint (off).", TRAIN)]
 IgnoreMismatch = Annotated[
@@ -251,6 +261,7 @@ def finetune(
     adam_beta2: Beta2 = None,
     max_grad_norm: MaxGradNorm = None,
     seed: Seed = 42,
+    group_by_length: GroupByLength = True,
     mixed_precision: MixedPrecision = "no",
     overwrite_output_dir: Overwrite = False,
     resume_from_checkpoint: Resume = None,
@@ -314,6 +325,7 @@ def prune(
     adam_beta2: Beta2 = None,
     max_grad_norm: MaxGradNorm = None,
     seed: Seed = 42,
+    group_by_length: GroupByLength = True,
     mixed_precision: MixedPrecision = "no",
     overwrite_output_dir: Overwrite = False,
     resume_from_checkpoint: Resume = None,

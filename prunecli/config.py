@@ -47,6 +47,7 @@ class TrainConfig:
     adam_beta2: float | None = None  # None: 0.999 for finetune, 0.9 for prune (the reference example)
     max_grad_norm: float | None = None
     seed: int = 42
+    group_by_length: bool = True  # batches of similar length (less padding); see prunecli/sampling.py
     mixed_precision: str = "no"  # no | fp16 | bf16
     overwrite_output_dir: bool = False
     resume_from_checkpoint: str | None = None

@@ -116,6 +116,51 @@ def test_cache_is_exact_across_paddings_and_saves_teacher_calls(distill_type):
     assert cached.cache.hits == 4
 
 
+def _left_padded(batch):
+    """The same examples padded on the left (position ids follow the real tokens, as a left-padding tokenizer's)."""
+    out = dict(batch)
+    real = batch["attention_mask"].bool()
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        rows = []
+        for row, keep in zip(batch[key], real, strict=True):
+            rows.append(torch.cat([torch.zeros(int((~keep).sum()), dtype=row.dtype), row[keep]]))
+        out[key] = torch.stack(rows)
+    return out
+
+
+def test_cache_stores_real_tokens_whatever_the_padding_side():
+    _, teacher = _models()
+    cfg = DistillConfig(distill_loss_weight=1.0)
+    cached = Distiller(teacher, cfg)
+    right = _batch([0, 1, 2], [4, 6, 2], 6)
+    cached.teacher_outputs(right)  # fills the cache from right-padded rows
+    left = _left_padded(_batch([2, 0, 1], [2, 4, 6], 7))
+    from_cache = cached.teacher_outputs(left)
+    assert cached.teacher_forward_calls == 1
+    fresh = Distiller(teacher, cfg, use_cache=False).teacher_outputs(right)
+    real_left = left["attention_mask"].bool()
+    assert torch.equal(from_cache[~real_left], torch.zeros_like(from_cache[~real_left]))
+    for row_left, row_right in ((0, 2), (1, 0), (2, 1)):
+        got = from_cache[row_left][real_left[row_left]]
+        want = fresh[row_right][right["attention_mask"][row_right].bool()]
+        assert torch.equal(got, want)
+
+
+def test_cache_spreads_examples_over_blocks(monkeypatch):
+    from prunecli.distill import TeacherCache
+
+    monkeypatch.setattr(TeacherCache, "BLOCK_BYTES", 5 * 4 * 4)  # 5 rows of width 4 per block
+    cache = TeacherCache(budget_bytes=2**20)
+    values = {i: torch.arange(4.0 * (i + 1)).reshape(i + 1, 4) + 100 * i for i in range(4)}  # 1..4 rows
+    for i, value in values.items():
+        cache.put(i, value)
+    assert len(cache.blocks) == 3 and cache.used_bytes == 10 * 4 * 4
+    got = cache.get_batch([3, 0, 2, 1])
+    for i, tensor in zip([3, 0, 2, 1], got, strict=True):
+        assert torch.equal(tensor, values[i])
+    assert cache.get_batch([0, 9]) is None and cache.misses == 2
+
+
 def test_cache_respects_its_budget(monkeypatch):
     monkeypatch.setenv("PRUNECLI_TEACHER_CACHE_GB", str(1 / 2**30 * 200))  # 200 bytes
     _, teacher = _models()

@@ -182,10 +182,12 @@ def test_loss_fn_sees_example_id_and_hidden_states(tiny_bert_dir, files, tmp_pat
 
 
 def test_gradient_accumulation_equals_a_bigger_batch(tiny_bert_dir, files):
-    big = make_trainer(make_cfg(tiny_bert_dir, files, per_device_train_batch_size=8, max_train_steps=1))
+    # plain shuffled batches: 2 x 4 are then the same examples as 1 x 8 (length grouping groups per batch size)
+    big = make_trainer(make_cfg(tiny_bert_dir, files, per_device_train_batch_size=8, max_train_steps=1,
+                                group_by_length=False))
     big.fit()
     accumulated = make_trainer(make_cfg(tiny_bert_dir, files, per_device_train_batch_size=4,
-                                        gradient_accumulation_steps=2, max_train_steps=1))
+                                        gradient_accumulation_steps=2, max_train_steps=1, group_by_length=False))
     accumulated.fit()
     start = make_trainer(make_cfg(tiny_bert_dir, files))
     a, b, s = weights(big), weights(accumulated), weights(start)
@@ -275,3 +277,28 @@ def test_evaluation_only_trainer_and_final_save(tiny_bert_dir, files, tmp_path):
     assert model.config.id2label == {0: "0", 1: "1"}
     for key, value in model.state_dict().items():
         assert torch.equal(value, trainer.unwrapped_model.state_dict()[key])
+
+
+def test_batches_are_grouped_by_length_and_adamw_is_fused(tiny_bert_dir, files):
+    def seen_lengths(trainer):
+        lengths = []
+
+        def loss_fn(batch, outputs):
+            lengths.append(sorted(batch["attention_mask"].sum(dim=1).tolist()))
+            return outputs.loss, {}
+
+        trainer.set_loss_fn(loss_fn)
+        trainer.fit()
+        return lengths
+
+    grouped = make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1))
+    assert all(group.get("fused") for group in grouped.optimizer.param_groups)
+    batches = seen_lengths(grouped)
+    assert len(batches) == 8
+    # 64 examples fit one mega-batch: sorted, then cut, so no two batches' length ranges overlap
+    for a in batches:
+        for b in batches:
+            assert a is b or a[-1] <= b[0] or b[-1] <= a[0]
+    plain = seen_lengths(make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1, group_by_length=False)))
+    overlapping = sum(1 for a in plain for b in plain if a is not b and a[-1] > b[0] and b[-1] > a[0])
+    assert overlapping > 0
