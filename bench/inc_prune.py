@@ -26,8 +26,9 @@ What "equivalent to the example" means here (INC's `run_glue_no_trainer.py` of t
 
 Batches: the example used a shuffled DataLoader with dynamic padding. Here the order of epoch e is
 `torch.randperm(N, generator=torch.Generator().manual_seed(seed + e))`, which is exactly the order
-prunecli's loop draws (accelerate's seedable sampler with data_seed = seed), so both tools see the same
-batches; `--order_rule randomsampler` draws from one generator seeded once instead. Padding is to the
+prunecli's loop draws with `--no_group_by_length` (accelerate's seedable sampler with data_seed = seed);
+prunecli's default groups batches by length instead (see prunecli/sampling.py). `--order_rule
+randomsampler` draws from one generator seeded once instead. Padding is to the
 longest example of the batch with the tokenizer's pad id (attention mask 0, token type 0).
 
 Outputs in --output_dir: the model (save_pretrained, safetensors), `inc_result.json` (metrics per

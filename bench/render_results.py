@@ -452,10 +452,15 @@ How the comparison is made:
   reference table was measured with BERT-mini and DistilBERT, so its numbers are not directly comparable.
 - Learning rates: the reference MRPC lr 1e-3 (tuned for BERT-mini) collapses MiniLM to the majority
   class. Full runs use rates chosen on a held-out part of train (`--holdout`), never on dev; the
-  `short-3ep` run below has not been through that selection yet and uses the reference SST-2 values
+  `short-3ep*` runs below have not been through that selection and use the reference SST-2 values
   (lr 5e-5, distillation weight 2). Every row states its rates; both tools always get the same values.
 - Same data: `bench/run_glue_bench.py` tokenizes with prunecli's own data layer and hands the token ids to
-  the INC driver, which batches them in prunecli's order (seed + epoch reshuffle) with the same dynamic padding.
+  the INC driver. INC's side batches them as its example did: shuffled (seed + epoch), padded to the longest
+  example of each batch; that is exactly prunecli's order with `--no_group_by_length`. prunecli runs with its
+  defaults: batches grouped by length (same examples per epoch, far less padding: on MRPC 1.5% padding tokens
+  instead of 43%), fused AdamW, teacher outputs cached after the first epoch. These are prunecli's answer to
+  "remove avoidable work" and are part of what its wall time measures; the `short-3ep` profile (measured before
+  them, commit 4bdb54a) shows the same comparison without them.
 - INC's loop (`bench/inc_prune.py`) keeps the example's semantics: AdamW betas (0.9, 0.9), eps 1e-6,
   the two parameter groups that leave the classifier weight untrained, the single global `snip_momentum`
   config excluding the pooler, `prepare_pruning(model, config, optimizer)`, start/end steps from the

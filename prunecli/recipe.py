@@ -187,7 +187,9 @@ class Recipe(PruningGroup):
         except ValidationError as err:
             raise _recipe_error(err, data, source) from None
         recipe._source = source
-        recipe.resolve()  # cross-key checks (N:M limit, steps, per-layer bounds)
+        # cross-key checks (N:M limit, steps, per-layer bounds); an unset end_step may still be filled in
+        # (`prune` computes it from epochs), so start_step is compared only with an end_step that was set
+        recipe.resolve(end_step_final=False)
         return recipe
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,8 +221,12 @@ class Recipe(PruningGroup):
         merged.update(overrides)
         return Recipe.from_dict(merged, source=self.source)
 
-    def resolve(self) -> list[ResolvedGroup]:
-        """Every group with every key filled (group > top-level > defaults), cross-checked."""
+    def resolve(self, *, end_step_final: bool = True) -> list[ResolvedGroup]:
+        """Every group with every key filled (group > top-level > defaults), cross-checked.
+
+        With `end_step_final=False` (validation while loading), a start_step is not compared with the
+        default end_step: the caller may still fill end_step in.
+        """
         groups = self.pruning_configs if self.pruning_configs else [None]
         resolved = []
         for index, group in enumerate(groups):
@@ -237,7 +243,7 @@ class Recipe(PruningGroup):
                 else:
                     values[key], origin[key] = copy.deepcopy(DEFAULTS[key]), gpath
             layers = group.layers if group is not None else self.layers
-            _check_group(values, origin, self.source)
+            _check_group(values, origin, self.source, end_step_final=end_step_final)
             resolved.append(
                 ResolvedGroup(
                     index=index,
@@ -294,7 +300,8 @@ class ResolvedGroup:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def _check_group(values: dict[str, Any], origin: dict[str, str], source: str | None) -> None:
+def _check_group(values: dict[str, Any], origin: dict[str, str], source: str | None, *,
+                 end_step_final: bool = True) -> None:
     """Checks that involve several keys, made on the resolved values, blamed on the key that was set."""
     def blame(key: str, other: str) -> str:
         """The path of `key` if the recipe set it, else of `other` (a default cannot be the culprit)."""
@@ -329,7 +336,8 @@ def _check_group(values: dict[str, Any], origin: dict[str, str], source: str | N
                 path=blame("min_sparsity_ratio_per_op", "target_sparsity"),
                 source=source,
             )
-    if values["start_step"] > values["end_step"]:
+    end_step_set = origin["end_step"].endswith("end_step")
+    if values["start_step"] > values["end_step"] and (end_step_final or end_step_set):
         raise RecipeError(
             f"start_step {values['start_step']} is after end_step {values['end_step']}",
             "Pruning events run from start_step to end_step (equal values: oneshot).",

@@ -88,7 +88,6 @@ def test_with_globals_errors():
         ({"start_step": 1.5}, "start_step", "valid integer", None),
         ({"end_step": -1}, "end_step", "greater than or equal to 0", None),
         ({"start_step": 10, "end_step": 5}, "end_step", "after end_step", None),
-        ({"start_step": 10}, "start_step", "after end_step", None),
         ({"target_sparsity": 0.9, "max_sparsity_ratio_per_op": 0.8}, "target_sparsity", "above max_sparsity", None),
         ({"pruning_frequency": 0}, "pruning_frequency", "-1", None),
         ({"pruning_type": "snip_momentm"}, "pruning_type", "not a valid", "Did you mean `snip_momentum`?"),
@@ -206,3 +205,20 @@ def test_mixed_recipe_is_the_reference_configuration():
     assert first.sparsity_decay_type == second.sparsity_decay_type == "exp"
     assert first.pruning_op_types == second.pruning_op_types == ("Linear",)
     assert first.pruning_frequency == -1  # about 40 events, as the reference's --pruning_frequency -1
+
+
+def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(tmp_path):
+    from prunecli.config import PruneConfig
+    from prunecli.prune_job import build_recipe
+
+    path = tmp_path / "late_start.json"
+    path.write_text('{"start_step": 10, "target_sparsity": 0.5}')
+    recipe = load_recipe(path)  # end_step is not known yet: `prune` computes it from the epochs
+    with pytest.raises(RecipeError, match="after end_step") as info:
+        recipe.resolve()  # used as is (Python API), end_step is the default 0
+    assert info.value.path == "start_step"
+    built = build_recipe(PruneConfig(recipe=str(path)), {"start_step": 0, "end_step": 40, "pruning_frequency": 5})
+    [group] = built.resolve()
+    assert (group.start_step, group.end_step, group.pruning_frequency) == (10, 40, 5)
+    with pytest.raises(RecipeError, match="after end_step"):
+        build_recipe(PruneConfig(recipe=str(path)), {"start_step": 0, "end_step": 8, "pruning_frequency": 1})
