@@ -86,7 +86,7 @@ class MagnitudeCriterion(Criterion):
         return None
 
     def score(self, stored, weight):
-        return weight.detach().abs().float()
+        return _finite(weight.detach().abs().float())  # a NaN weight scores 0: it goes first
 
 
 class GradientCriterion(Criterion):

@@ -75,6 +75,7 @@ class _Layer:
     #: `~pruned` in the weight's dtype, created at the first pruning: multiplying by it is ~3x faster
     #: than `masked_fill_`, and it is what every optimizer step pays for.
     keep: torch.Tensor | None = None
+    fresh: bool = False  # the mask changed since it was last applied
 
     @property
     def numel(self) -> int:
@@ -105,6 +106,7 @@ class _Layer:
             if self.keep is None:  # kept once allocated: later events overwrite it in place
                 self.keep = torch.empty(self.weight.shape, dtype=self.weight.dtype, device=self.weight.device)
             torch.logical_not(pruned, out=self.keep)
+            self.fresh = True  # the next _apply_masks zeroes by assignment (NaN * 0 would stay NaN)
 
 
 class _Group:
@@ -545,6 +547,11 @@ class Pruner:
     @torch.no_grad()
     def _apply_masks(self) -> None:
         pruned = [layer for layer in self.layers.values() if layer.n_pruned]
+        for layer in pruned:
+            if layer.fresh:  # a new mask: assign zeros, so a pruned NaN or inf weight becomes 0.0 too
+                layer.weight.masked_fill_(layer.pruned, 0.0)
+                layer.fresh = False
+        # every step: pruned weights are 0.0 and their gradients were zeroed, so multiplying keeps them 0.0
         _multiply([layer.weight for layer in pruned], [layer.keep for layer in pruned])
 
 

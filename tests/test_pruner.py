@@ -478,3 +478,26 @@ def test_python_api_example_runs(tiny_bert_dir):
         os.chdir(cwd)
     assert out.getvalue().strip() == "sparsity 0.800"
     assert namespace["pruner"].current_sparsity() == pytest.approx(0.8, abs=4 / 17408)
+
+
+@pytest.mark.parametrize("pattern", ["2:4", "4x1", "1x1"])
+def test_nan_weights_score_zero_and_counts_stay_exact(pattern):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 16))
+    with torch.no_grad():
+        model[0].weight[0, [0, 5, 9]] = float("nan")  # three different 2:4 groups
+        model[2].weight[5, 1] = float("inf")
+    recipe = Recipe.from_dict({"pattern": pattern, "target_sparsity": 0.5, "pruning_type": "magnitude",
+                               "start_step": 0, "end_step": 0, "excluded_op_names": []})
+    pruner = Pruner(model, recipe)
+    pruner.on_train_begin()
+    weights = [model[0].weight.detach(), model[2].weight.detach()]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert zeros / sum(w.numel() for w in weights) == pytest.approx(0.5)
+    assert pruner.log_values()["sparsity"] == pytest.approx(0.5)  # the counted sparsity is the real one
+    for layer_weight, masks in zip(weights, pruner.keep_masks().values(), strict=True):
+        assert torch.equal(layer_weight[~masks] == 0, torch.ones_like(layer_weight[~masks], dtype=torch.bool))
+        if pattern == "2:4":
+            assert_conforms(parse_pattern(pattern), masks)
+    if pattern == "1x1":  # single weights: a NaN scores 0 and goes first
+        assert not torch.isnan(weights[0]).any()
