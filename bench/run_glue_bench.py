@@ -44,6 +44,7 @@ from bench.glue_data import TASK_FOLDERS, derive_folder, tokenize_folder  # noqa
 SCHEMA = "prunecli-bench/1"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 INC_VENV = BENCH / ".venv-inc"
 
 # The reference recipes (INC's example scripts): pattern, target sparsity, pruning type.
@@ -142,7 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md from bench/results/")
     p.add_argument("--background", action="store_true", help="detach; log to bench/work/logs/<profile>/bench.log")
+    p.add_argument("--out", default=None,
+                   help="write work/, results/ and BENCHMARKS.md under this folder instead of bench/ and the "
+                        "repository (smoke tests)")
     return p
+
+
+def use_output_root(root: str | Path) -> None:
+    """Send the work folder, the result JSONs and the rendered BENCHMARKS.md under `root`."""
+    global WORK, RESULTS, BENCHMARKS_MD
+    root = Path(root).absolute()
+    WORK, RESULTS, BENCHMARKS_MD = root / "work", root / "results", root / "BENCHMARKS.md"
 
 
 def default_model() -> str:
@@ -616,7 +627,7 @@ class Bench:
                 if seed == plan.seeds[0] and ts.task == plan.tasks[0].task:
                     self.cost(ts, dense_dir)
         if not self.dry_run:
-            render_results.write_benchmarks(RESULTS, REPO / "BENCHMARKS.md")
+            render_results.write_benchmarks(RESULTS, BENCHMARKS_MD)
             self.log("rendered BENCHMARKS.md")
         for failure in self.failures:
             self.log(f"FAILED: {failure}")
@@ -732,8 +743,10 @@ def detach(argv: list[str], profile: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.out:
+        use_output_root(args.out)
     if args.render:
-        render_results.write_benchmarks(RESULTS, REPO / "BENCHMARKS.md")
+        render_results.write_benchmarks(RESULTS, BENCHMARKS_MD)
         print("wrote BENCHMARKS.md")
         return 0
     plan = resolve_plan(args, model=args.model or default_model())

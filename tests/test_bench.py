@@ -262,3 +262,32 @@ def test_inc_driver_padding_metrics_and_schedule():
     # The example's arithmetic: float iterations, int truncation; -1 = about 40 events.
     assert inc.pruning_window(3668, 16, 15, 1, 5, 50) == (229, 2292, 50)
     assert inc.pruning_window(3668, 16, 15, 1, 5, -1) == (229, 2292, 51)
+
+
+# ---- the whole harness, end to end, on a tiny model ---------------------------------------------------------------
+
+
+def test_quick_mode_runs_end_to_end_with_prunecli(tmp_path, tiny_bert_dir):
+    """`run_glue_bench.py --quick --tools prunecli` on a tiny random BERT and a small MRPC-layout folder:
+    dense fine-tune, 2:4 prune, evaluate, inspect, one result JSON per run and a rendered BENCHMARKS.md,
+    all under --out (the repository's bench/results and BENCHMARKS.md are not touched)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    write_glue_mrpc_folder(tmp_path / "glue" / "MRPC", n_train=48, n_dev=16)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "bench/run_glue_bench.py", "--quick", "--tools", "prunecli", "--cost_steps", "0",
+           "--glue_dir", str(tmp_path / "glue"), "--model", str(tiny_bert_dir), "--out", str(out),
+           "--profile", "smoke"]
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = sorted(p.name for p in (out / "results" / "smoke" / "mrpc").glob("*.json"))
+    assert results == ["prunecli-2in4-lr5e-05-w2-s42.json", "prunecli-dense-s42.json"]
+    pruned = json.loads((out / "results" / "smoke" / "mrpc" / results[0]).read_text())
+    assert pruned["rc"] == 0 and pruned["quick"] is True
+    assert pruned["sparsity"]["pruned_layers"] == pytest.approx(0.5)
+    assert 0.0 <= pruned["metrics"]["accuracy"] <= 1.0 and "f1" in pruned["metrics"]
+    text = (out / "BENCHMARKS.md").read_text()
+    assert "Quick smoke runs (`smoke`): NOT comparable" in text and "| 2:4 |" in text
