@@ -291,3 +291,17 @@ def test_quick_mode_runs_end_to_end_with_prunecli(tmp_path, tiny_bert_dir):
     assert 0.0 <= pruned["metrics"]["accuracy"] <= 1.0 and "f1" in pruned["metrics"]
     text = (out / "BENCHMARKS.md").read_text()
     assert "Quick smoke runs (`smoke`): NOT comparable" in text and "| 2:4 |" in text
+
+
+def test_holdout_selection_needs_every_cell_and_picks_the_best_mean():
+    def run(tool, pattern, lr, acc):
+        return {"kind": "prune", "tool": tool, "pattern": pattern, "rc": 0, "metrics": {"accuracy": acc},
+                "hyperparameters": {"learning_rate": lr, "distill_loss_weight": 2}, "tool_report": {"n_eval": 366}}
+
+    records = [run("prunecli", "4x1", 5e-5, 0.76), run("inc", "4x1", 5e-5, 0.72),
+               run("prunecli", "4x1", 1e-4, 0.75), run("inc", "4x1", 1e-4, 0.74),
+               run("prunecli", "4x1", 3e-4, 0.99)]  # 3e-4 lacks the INC cell: it cannot win
+    [line, _] = render_results.selection(records)
+    assert "**0.0001 / 2**" in line and "3e-04" not in line and "0.0003" not in line
+    assert "0.0001 / 2: 0.7450, 5e-05 / 2: 0.7400" in line and "0.0027" in line
+    assert render_results.selection([]) == []
