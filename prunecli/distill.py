@@ -93,9 +93,6 @@ class TeacherCache:
         self.hits = 0
         self.misses = 0
 
-    def __contains__(self, example_id: int) -> bool:
-        return example_id in self.index
-
     def get_batch(self, example_ids: list[int]) -> list[torch.Tensor] | None:
         """The stored rows of every example, or None (counted as misses) if any is missing."""
         spans = [self.index.get(i) for i in example_ids]

@@ -336,19 +336,15 @@ class Trainer:
             return
 
         self.length_sampler: LengthGroupedBatchSampler | None = None
+        batching: dict[str, Any] = {"batch_size": tc.per_device_train_batch_size, "shuffle": True}
         if tc.group_by_length and not cfg.data.pad_to_max_length:
             self.length_sampler = LengthGroupedBatchSampler(
                 example_lengths(data.train), tc.per_device_train_batch_size, seed=tc.seed
             )
-            # a private generator: starting an iteration must not draw from the global RNG (resume exactness)
-            train_loader = torch.utils.data.DataLoader(data.train, batch_sampler=self.length_sampler,
-                                                       collate_fn=collate,
-                                                       generator=torch.Generator().manual_seed(tc.seed))
-        else:
-            train_loader = torch.utils.data.DataLoader(
-                data.train, batch_size=tc.per_device_train_batch_size, shuffle=True, collate_fn=collate,
-                generator=torch.Generator().manual_seed(tc.seed),
-            )
+            batching = {"batch_sampler": self.length_sampler}
+        # a private generator: starting an iteration must not draw from the global RNG (resume exactness)
+        train_loader = torch.utils.data.DataLoader(data.train, collate_fn=collate,
+                                                   generator=torch.Generator().manual_seed(tc.seed), **batching)
         groups = optimizer_param_groups(model, tc.weight_decay)
         self.param_group_names = [g.pop("param_names") for g in groups]
         raw_optimizer = torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, adam_beta2),
