@@ -217,6 +217,47 @@ def side_by_side_table(records: list[dict], task: str) -> list[str]:
     return lines
 
 
+def batching_table(records: list[dict], task: str) -> list[str]:
+    """prunecli with length-grouped batches (its default) vs plain shuffled batches (`prunecli-plain`, the
+    batch order INC's driver uses), per (pattern, hyperparameters, seed), with INC's accuracy beside them."""
+    runs = defaultdict(dict)
+    for r in records:
+        if r["kind"] == "prune" and r.get("rc", 0) == 0:
+            runs[(r["pattern"], hyper_label(r))].setdefault(r["seed"], {})[r["tool"]] = r
+    f1 = task == "mrpc"
+    head = ["Pattern", "Seed", "lr / w", "Accuracy grouped", "Accuracy plain", "Accuracy INC (plain)"]
+    if f1:
+        head += ["F1 grouped", "F1 plain"]
+    head += ["Wall grouped", "Wall plain", "Time ratio grouped/plain"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    summaries = []
+    for (pattern, hyper), seeds in sorted(runs.items(), key=lambda kv: (_pattern_rank(kv[0][0]), kv[0][1])):
+        both = {s: t for s, t in seeds.items() if "prunecli" in t and "prunecli-plain" in t}
+        for seed, tools in sorted(both.items()):
+            g, p, i = tools["prunecli"], tools["prunecli-plain"], tools.get("inc")
+            same_run = g.get("bench_run_id") == p.get("bench_run_id")
+            time_ratio = ratio(g["wall_s"] / p["wall_s"]) + (" ⚠" if _contended(g, p) else "") if same_run \
+                else "— (different runs)"
+            cells = [PATTERN_TITLES.get(pattern, pattern), str(seed), hyper, f4(metric(g, "accuracy")),
+                     f4(metric(p, "accuracy")), f4(metric(i, "accuracy")) if i else "not measured"]
+            if f1:
+                cells += [f4(metric(g, "f1")), f4(metric(p, "f1"))]
+            cells += [secs(g["wall_s"]), secs(p["wall_s"]), time_ratio]
+            lines.append("| " + " | ".join(cells) + " |")
+        if both:
+            acc = {tool: [metric(t[tool], "accuracy") for t in both.values()]
+                   for tool in ("prunecli", "prunecli-plain")}
+            diff = statistics.mean(acc["prunecli"]) - statistics.mean(acc["prunecli-plain"])
+            wins = sum(a > b for a, b in zip(acc["prunecli"], acc["prunecli-plain"], strict=True))
+            summaries.append(f"{PATTERN_TITLES.get(pattern, pattern)} ({hyper}), {len(both)} seed(s): mean accuracy "
+                             f"grouped {statistics.mean(acc['prunecli']):.4f}, plain "
+                             f"{statistics.mean(acc['prunecli-plain']):.4f} (grouped - plain {diff:+.4f}; grouped "
+                             f"higher on {wins} of {len(both)} seeds).")
+    if not summaries:
+        return []
+    return lines + [""] + [f"- {s}" for s in summaries]
+
+
 def _cores(r: dict) -> str:
     return str((r.get("machine") or {}).get("cpu_count", "?"))
 
@@ -461,6 +502,11 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
                       "seconds of the two processes (less sensitive to contention, not immune: busy-waiting "
                       "threads count).", "",
                       *sbs, ""]
+        batching = batching_table(recs, task)
+        if batching:
+            lines += ["Batching A/B: prunecli with its default length-grouped batches vs `--no_group_by_length` "
+                      "(plain shuffled batches, in exactly the order INC's driver uses), same dense checkpoint "
+                      "and hyperparameters; INC's accuracy for the same seed beside them.", "", *batching, ""]
         if holdout:
             lines += selection(recs)
         mem = memory_table(recs)

@@ -47,6 +47,10 @@ RESULTS = BENCH / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 INC_VENV = BENCH / ".venv-inc"
 
+TOOLS = ("prunecli", "inc", "prunecli-plain")
+# Extra prune flags of a prunecli variant (its results are kept under its own tool name).
+PRUNECLI_VARIANTS = {"prunecli": [], "prunecli-plain": ["--no_group_by_length"]}
+
 # The reference recipes (INC's example scripts): pattern, target sparsity, pruning type.
 PATTERNS: dict[str, dict] = {
     "2in4": {"pattern": "2:4", "target_sparsity": 0.5, "pruning_type": "snip_momentum"},
@@ -115,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="mrpc,sst2", help="comma list of mrpc, sst2")
     p.add_argument("--patterns", default="2in4,4x1,1xchannel,mixed", help="comma list of " + ", ".join(PATTERNS))
     p.add_argument("--seeds", default="42,43", help="comma list of seeds")
-    p.add_argument("--tools", default="prunecli,inc", help="prunecli, inc or both")
+    p.add_argument("--tools", default="prunecli,inc",
+                   help="comma list of prunecli, inc, prunecli-plain (prunecli with --no_group_by_length:\n"
+                        "plain shuffled batches, the order INC's driver uses; for the batching A/B)")
     p.add_argument("--learning_rate", default="5e-5", help="prune learning rate (comma list: a sweep)")
     p.add_argument("--distill_loss_weight", default="2", help="distillation weight (comma list: a sweep)")
     p.add_argument("--weight_decay", type=float, default=5e-5)
@@ -168,7 +174,7 @@ def resolve_plan(args: argparse.Namespace, model: str | None = None) -> Plan:
     tasks = _names(args.tasks, TASK_FOLDERS)
     patterns = _names(args.patterns, PATTERNS)
     seeds = _ints(args.seeds)
-    tools = _names(args.tools, ("prunecli", "inc"))
+    tools = _names(args.tools, TOOLS)
     lrs, weights = _floats(args.learning_rate), _floats(args.distill_loss_weight)
     cost_steps = args.cost_steps
     sst2_subset = args.sst2_max_train_samples or None
@@ -494,10 +500,10 @@ class Bench:
             else:
                 pattern_args = ["--target_sparsity", fmt_num(spec["target_sparsity"]), "--pruning_pattern",
                                 spec["pattern"], "--pruning_type", spec["pruning_type"]]
-            if tool == "prunecli":
+            if tool in PRUNECLI_VARIANTS:
                 cmd = self.prunecli_cmd("prune", "--model_name_or_path", rel(dense_dir), "--task_name", ts.task,
                                         "--data_dir", rel(data_dir), "--max_length", str(ts.max_length),
-                                        *pattern_args, *common, "--overwrite_output_dir")
+                                        *pattern_args, *common, *PRUNECLI_VARIANTS[tool], "--overwrite_output_dir")
             else:
                 self.inc_env()
                 cmd = [rel(INC_VENV / "bin" / "python"), "bench/inc_prune.py", "--data", rel(data_npz),

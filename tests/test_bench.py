@@ -191,6 +191,27 @@ def test_side_by_side_ratio_only_within_one_bench_run():
     assert "failed (rc 1)" in failed
 
 
+def test_batching_table_pairs_grouped_and_plain_per_seed():
+    recs = [_record("prune", "prunecli", "2in4", 42, 0.80, 0.86, wall=250),
+            _record("prune", "prunecli-plain", "2in4", 42, 0.78, 0.85, wall=350),
+            _record("prune", "inc", "2in4", 42, 0.79, 0.85, wall=450),
+            _record("prune", "prunecli", "2in4", 43, 0.82, 0.87, wall=250, run_id="R2"),
+            _record("prune", "prunecli-plain", "2in4", 43, 0.83, 0.88, wall=350, run_id="R3"),
+            _record("prune", "prunecli", "4x1", 42, 0.70, 0.80)]  # no plain twin: no row
+    lines = render_results.batching_table(recs, "mrpc")
+    s42 = next(line for line in lines if line.startswith("| 2:4 | 42 "))
+    assert "| 0.8000 | 0.7800 | 0.7900 |" in s42 and "0.71×" in s42  # 250 / 350 in one bench run
+    s43 = next(line for line in lines if line.startswith("| 2:4 | 43 "))
+    assert "not measured" in s43 and "different runs" in s43
+    assert not any(line.startswith("| 4x1") for line in lines)
+    summary = lines[-1]
+    assert "2 seed(s)" in summary and "grouped 0.8100, plain 0.8050" in summary and "+0.0050" in summary
+    assert "grouped higher on 1 of 2 seeds" in summary
+    assert render_results.batching_table([recs[0], recs[2]], "mrpc") == []  # nothing to compare
+    # the main tables ignore the variant
+    assert not any("0.7800" in line for line in render_results.reference_table(recs, "mrpc"))
+
+
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
         path = tmp_path / record["profile"] / "mrpc" / f"{i}.json"
@@ -278,19 +299,26 @@ def test_quick_mode_runs_end_to_end_with_prunecli(tmp_path, tiny_bert_dir):
     repo = Path(__file__).resolve().parent.parent
     write_glue_mrpc_folder(tmp_path / "glue" / "MRPC", n_train=48, n_dev=16)
     out = tmp_path / "out"
-    cmd = [sys.executable, "bench/run_glue_bench.py", "--quick", "--tools", "prunecli", "--cost_steps", "0",
+    cmd = [sys.executable, "bench/run_glue_bench.py", "--quick", "--tools", "prunecli,prunecli-plain",
+           "--cost_steps", "0",
            "--glue_dir", str(tmp_path / "glue"), "--model", str(tiny_bert_dir), "--out", str(out),
            "--profile", "smoke"]
     done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = sorted(p.name for p in (out / "results" / "smoke" / "mrpc").glob("*.json"))
-    assert results == ["prunecli-2in4-lr5e-05-w2-s42.json", "prunecli-dense-s42.json"]
+    assert results == ["prunecli-2in4-lr5e-05-w2-s42.json", "prunecli-dense-s42.json",
+                       "prunecli-plain-2in4-lr5e-05-w2-s42.json"]
     pruned = json.loads((out / "results" / "smoke" / "mrpc" / results[0]).read_text())
     assert pruned["rc"] == 0 and pruned["quick"] is True
     assert pruned["sparsity"]["pruned_layers"] == pytest.approx(0.5)
     assert 0.0 <= pruned["metrics"]["accuracy"] <= 1.0 and "f1" in pruned["metrics"]
+    plain = json.loads((out / "results" / "smoke" / "mrpc" / results[2]).read_text())
+    assert plain["rc"] == 0 and plain["tool"] == "prunecli-plain"
+    assert "--no_group_by_length" in plain["commands"][0] and "--no_group_by_length" not in pruned["commands"][0]
+    assert plain["sparsity"]["pruned_layers"] == pytest.approx(0.5)
     text = (out / "BENCHMARKS.md").read_text()
     assert "Quick smoke runs (`smoke`): NOT comparable" in text and "| 2:4 |" in text
+    assert "Batching A/B" in text and "grouped higher on" in text
 
 
 def test_holdout_selection_needs_every_cell_and_picks_the_best_mean():
