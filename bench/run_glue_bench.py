@@ -478,16 +478,19 @@ class Bench:
                     "model": rel(self.plan.model)}
         paths = {tool: self.result_path(ts, f"{tool}-{tag}") for tool in self.plan.tools}
         olds = {tool: self.existing(p, settings) for tool, p in paths.items()}
-        if all(o is not None for o in olds.values()):
+        todo = pair_todo(self.plan.tools, olds)
+        if not todo:
             self.log(f"skip {ts.task} {tag} (results exist)")
             return
-        # A prunecli/INC pair is measured back to back in this invocation (their time ratio needs that).
+        for tool in self.plan.tools:
+            if tool not in todo:
+                self.log(f"skip {rel(paths[tool])} (exists)")
         hyper = {"learning_rate": lr, "distill_loss_weight": weight, "weight_decay": ts.weight_decay,
                  "num_train_epochs": ts.epochs, "sparsity_warm_epochs": ts.warm_epochs,
                  "cooldown_epochs": ts.cooldown_epochs, "pruning_frequency": ts.frequency,
                  "per_device_train_batch_size": ts.batch_size, "lr_scheduler_type": "constant",
                  "max_length": ts.max_length, **{k: v for k, v in spec.items()}}
-        for tool in self.plan.tools:
+        for tool in todo:
             out = self.work / ts.task / f"s{seed}" / f"{tool}-{pattern}-lr{fmt_num(lr)}-w{fmt_num(weight)}"
             common = ["--per_device_train_batch_size", str(ts.batch_size), "--per_device_eval_batch_size",
                       str(ts.eval_batch_size), "--learning_rate", fmt_num(lr), "--weight_decay",
@@ -674,6 +677,16 @@ def cost_figures(cases: dict, k: int, batch: int) -> dict:
         if a in step and b in step and step[b] > 0:
             figures[key] = step[a] / step[b]
     return figures
+
+
+def pair_todo(tools: list[str], olds: dict[str, dict | None]) -> list[str]:
+    """The tools (in command-line order) a prune case still needs: those without a result, except that
+    prunecli and INC are measured back to back in one invocation whenever either lacks one (their time
+    ratio needs that); a variant such as prunecli-plain runs alone."""
+    missing = {tool for tool in tools if olds.get(tool) is None}
+    if missing & {"prunecli", "inc"}:
+        missing |= {"prunecli", "inc"} & set(tools)
+    return [tool for tool in tools if tool in missing]
 
 
 def settings_hash(settings: dict) -> str:

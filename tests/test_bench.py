@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench import glue_data, render_results
-from bench.run_glue_bench import PATTERNS, build_parser, cost_figures, last_json, resolve_plan
+from bench.run_glue_bench import PATTERNS, build_parser, cost_figures, last_json, pair_todo, resolve_plan
 from tests.helpers import write_glue_mrpc_folder, write_glue_sst2_folder
 
 # ---- derived GLUE folders ------------------------------------------------------------------------------------
@@ -189,6 +189,16 @@ def test_side_by_side_ratio_only_within_one_bench_run():
     assert "different runs" in s43
     failed = next(line for line in lines if line.startswith("| 4x1"))
     assert "failed (rc 1)" in failed
+
+
+def test_resume_reruns_a_prunecli_inc_pair_together_and_variants_alone():
+    tools = ["prunecli", "prunecli-plain", "inc"]
+    done = {"x": 1}
+    assert pair_todo(tools, {"prunecli": done, "prunecli-plain": done, "inc": done}) == []
+    assert pair_todo(tools, {"prunecli": done, "prunecli-plain": None, "inc": done}) == ["prunecli-plain"]
+    assert pair_todo(tools, {"prunecli": done, "prunecli-plain": done, "inc": None}) == ["prunecli", "inc"]
+    assert pair_todo(["inc", "prunecli"], {"prunecli": None, "inc": done}) == ["inc", "prunecli"]
+    assert pair_todo(["prunecli"], {"prunecli": None}) == ["prunecli"]
 
 
 def test_batching_table_pairs_grouped_and_plain_per_seed():
