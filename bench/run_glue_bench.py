@@ -48,8 +48,11 @@ BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 INC_VENV = BENCH / ".venv-inc"
 
 TOOLS = ("prunecli", "inc", "prunecli-plain")
-# Extra prune flags of a prunecli variant (its results are kept under its own tool name).
-PRUNECLI_VARIANTS = {"prunecli": [], "prunecli-plain": ["--no_group_by_length"]}
+# Batching flags of each prunecli variant (its results are kept under its own tool name). "prunecli" is the
+# length-grouped configuration every committed prunecli table was measured with (the default until the
+# batching A/B, see CHANGELOG); "prunecli-plain" gets plain shuffled batches, the order INC's driver uses.
+PRUNECLI_VARIANTS = {"prunecli": ["--group_by_length"], "prunecli-plain": ["--no_group_by_length"]}
+GROUPED = PRUNECLI_VARIANTS["prunecli"]
 
 # The reference recipes (INC's example scripts): pattern, target sparsity, pruning type.
 PATTERNS: dict[str, dict] = {
@@ -120,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patterns", default="2in4,4x1,1xchannel,mixed", help="comma list of " + ", ".join(PATTERNS))
     p.add_argument("--seeds", default="42,43", help="comma list of seeds")
     p.add_argument("--tools", default="prunecli,inc",
-                   help="comma list of prunecli, inc, prunecli-plain (prunecli with --no_group_by_length:\n"
-                        "plain shuffled batches, the order INC's driver uses; for the batching A/B)")
+                   help="comma list of prunecli (with --group_by_length), inc, prunecli-plain (prunecli with\n"
+                        "--no_group_by_length: plain shuffled batches, the order INC's driver uses)")
     p.add_argument("--learning_rate", default="5e-5", help="prune learning rate (comma list: a sweep)")
     p.add_argument("--distill_loss_weight", default="2", help="distillation weight (comma list: a sweep)")
     p.add_argument("--weight_decay", type=float, default=5e-5)
@@ -448,7 +451,7 @@ class Bench:
             "--max_length", str(ts.max_length), "--per_device_train_batch_size", str(ts.batch_size),
             "--per_device_eval_batch_size", str(ts.eval_batch_size), "--learning_rate", fmt_num(ts.dense_learning_rate),
             "--num_train_epochs", str(ts.dense_epochs), "--weight_decay", fmt_num(ts.weight_decay),
-            "--seed", str(seed), "--output_dir", rel(out), "--overwrite_output_dir")
+            "--seed", str(seed), *GROUPED, "--output_dir", rel(out), "--overwrite_output_dir")
         self.log(f"dense fine-tune {ts.task} seed {seed}")
         run = run_measured(cmd, self.logs / ts.task / f"dense-s{seed}.log", dry_run=self.dry_run)
         if run["rc"] != 0:
@@ -562,14 +565,15 @@ class Bench:
             base = ["--per_device_train_batch_size", str(ts.batch_size), "--learning_rate", "5e-5",
                     "--num_train_epochs", "1", "--max_train_steps", str(steps), "--seed", "42",
                     "--lr_scheduler_type", "constant"]
+            grouped = [*base, *GROUPED]
             out = self.work / ts.task / "cost"
             plans = {
                 "prunecli_finetune": self.prunecli_cmd("finetune", "--model_name_or_path", rel(dense_dir),
-                                                       "--task_name", ts.task, "--data_dir", rel(dst), *base,
+                                                       "--task_name", ts.task, "--data_dir", rel(dst), *grouped,
                                                        "--output_dir", rel(out / f"ft-{steps}"),
                                                        "--overwrite_output_dir"),
                 "prunecli_prune": self.prunecli_cmd("prune", "--model_name_or_path", rel(dense_dir), "--task_name",
-                                                    ts.task, "--data_dir", rel(dst), *base, *prune_flags,
+                                                    ts.task, "--data_dir", rel(dst), *grouped, *prune_flags,
                                                     "--output_dir", rel(out / f"pr-{steps}"),
                                                     "--overwrite_output_dir"),
             }

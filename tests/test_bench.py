@@ -325,6 +325,7 @@ def test_quick_mode_runs_end_to_end_with_prunecli(tmp_path, tiny_bert_dir):
     plain = json.loads((out / "results" / "smoke" / "mrpc" / results[2]).read_text())
     assert plain["rc"] == 0 and plain["tool"] == "prunecli-plain"
     assert "--no_group_by_length" in plain["commands"][0] and "--no_group_by_length" not in pruned["commands"][0]
+    assert "--group_by_length" in pruned["commands"][0]  # the tables' prunecli column: length-grouped batches
     assert plain["sparsity"]["pruned_layers"] == pytest.approx(0.5)
     text = (out / "BENCHMARKS.md").read_text()
     assert "Quick smoke runs (`smoke`): NOT comparable" in text and "| 2:4 |" in text
