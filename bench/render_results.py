@@ -204,9 +204,7 @@ def side_by_side_table(records: list[dict], task: str) -> list[str]:
 
         same_run = p and i and p.get("bench_run_id") == i.get("bench_run_id") and p.get("rc", 0) == 0 \
             and i.get("rc", 0) == 0
-        time_ratio = ratio(p["wall_s"] / i["wall_s"]) if same_run else ("— (different runs)" if p and i else "—")
-        if same_run and _contended(p, i):
-            time_ratio += " ⚠"
+        time_ratio = _wall_ratio(p, i) if same_run else ("— (different runs)" if p and i else "—")
         cpu_p, cpu_i = (_cpu(p), _cpu(i)) if same_run else (None, None)
         cpu_ratio = ratio(cpu_p / cpu_i) if cpu_p and cpu_i else "—"
         cells = [PATTERN_TITLES.get(pattern, pattern), str(seed), hyper, cell(p, "accuracy"), cell(i, "accuracy")]
@@ -218,8 +216,8 @@ def side_by_side_table(records: list[dict], task: str) -> list[str]:
 
 
 def batching_table(records: list[dict], task: str) -> list[str]:
-    """prunecli with length-grouped batches (its default) vs plain shuffled batches (`prunecli-plain`, the
-    batch order INC's driver uses), per (pattern, hyperparameters, seed), with INC's accuracy beside them."""
+    """prunecli with length-grouped batches (`--group_by_length`) vs plain shuffled batches (`prunecli-plain`,
+    the batch order INC's driver uses), per (pattern, hyperparameters, seed), with INC's accuracy beside them."""
     runs = defaultdict(dict)
     for r in records:
         if r["kind"] == "prune" and r.get("rc", 0) == 0:
@@ -236,8 +234,7 @@ def batching_table(records: list[dict], task: str) -> list[str]:
         for seed, tools in sorted(both.items()):
             g, p, i = tools["prunecli"], tools["prunecli-plain"], tools.get("inc")
             same_run = g.get("bench_run_id") == p.get("bench_run_id")
-            time_ratio = ratio(g["wall_s"] / p["wall_s"]) + (" ⚠" if _contended(g, p) else "") if same_run \
-                else "— (different runs)"
+            time_ratio = _wall_ratio(g, p) if same_run else "— (different runs)"
             cells = [PATTERN_TITLES.get(pattern, pattern), str(seed), hyper, f4(metric(g, "accuracy")),
                      f4(metric(p, "accuracy")), f4(metric(i, "accuracy")) if i else "not measured"]
             if f1:
@@ -245,17 +242,21 @@ def batching_table(records: list[dict], task: str) -> list[str]:
             cells += [secs(g["wall_s"]), secs(p["wall_s"]), time_ratio]
             lines.append("| " + " | ".join(cells) + " |")
         if both:
-            acc = {tool: [metric(t[tool], "accuracy") for t in both.values()]
-                   for tool in ("prunecli", "prunecli-plain")}
-            diff = statistics.mean(acc["prunecli"]) - statistics.mean(acc["prunecli-plain"])
-            wins = sum(a > b for a, b in zip(acc["prunecli"], acc["prunecli-plain"], strict=True))
+            grouped = [metric(t["prunecli"], "accuracy") for t in both.values()]
+            plain = [metric(t["prunecli-plain"], "accuracy") for t in both.values()]
+            mean_g, mean_p = statistics.mean(grouped), statistics.mean(plain)
+            wins = sum(a > b for a, b in zip(grouped, plain, strict=True))
             summaries.append(f"{PATTERN_TITLES.get(pattern, pattern)} ({hyper}), {len(both)} seed(s): mean accuracy "
-                             f"grouped {statistics.mean(acc['prunecli']):.4f}, plain "
-                             f"{statistics.mean(acc['prunecli-plain']):.4f} (grouped - plain {diff:+.4f}; grouped "
-                             f"higher on {wins} of {len(both)} seeds).")
+                             f"grouped {mean_g:.4f}, plain {mean_p:.4f} (grouped - plain {mean_g - mean_p:+.4f}; "
+                             f"grouped higher on {wins} of {len(both)} seeds).")
     if not summaries:
         return []
     return lines + [""] + [f"- {s}" for s in summaries]
+
+
+def _wall_ratio(a: dict, b: dict) -> str:
+    """a's wall time over b's (both from one bench invocation), flagged ⚠ when either ran contended."""
+    return ratio(a["wall_s"] / b["wall_s"]) + (" ⚠" if _contended(a, b) else "")
 
 
 def _cores(r: dict) -> str:
