@@ -47,11 +47,17 @@ RESULTS = BENCH / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
 INC_VENV = BENCH / ".venv-inc"
 
-TOOLS = ("prunecli", "inc", "prunecli-plain")
-# Batching flags of each prunecli variant (its results are kept under its own tool name). "prunecli" is the
+TOOLS = ("prunecli", "inc", "prunecli-plain", "prunecli-eps", "prunecli-padmse", "prunecli-inclike")
+# Extra flags of each prunecli variant (its results are kept under its own tool name). "prunecli" is the
 # length-grouped configuration every committed prunecli table was measured with (the default until the
 # batching A/B, see CHANGELOG); "prunecli-plain" gets plain shuffled batches, the order INC's driver uses.
-PRUNECLI_VARIANTS = {"prunecli": ["--group_by_length"], "prunecli-plain": ["--no_group_by_length"]}
+# The others add, to plain batches, what else INC's example does differently: AdamW eps 1e-6 ("-eps"),
+# the hidden-state MSE over padded positions too ("-padmse"), or both ("-inclike").
+_PLAIN = ["--no_group_by_length"]
+_INC_EPS = ["--adam_epsilon", "1e-6"]
+PRUNECLI_VARIANTS = {"prunecli": ["--group_by_length"], "prunecli-plain": _PLAIN,
+                     "prunecli-eps": [*_PLAIN, *_INC_EPS], "prunecli-padmse": [*_PLAIN, "--distill_padding"],
+                     "prunecli-inclike": [*_PLAIN, *_INC_EPS, "--distill_padding"]}
 GROUPED = PRUNECLI_VARIANTS["prunecli"]
 
 # The reference recipes (INC's example scripts): pattern, target sparsity, pruning type.
@@ -124,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="42,43", help="comma list of seeds")
     p.add_argument("--tools", default="prunecli,inc",
                    help="comma list of prunecli (with --group_by_length), inc, prunecli-plain (prunecli with\n"
-                        "--no_group_by_length: plain shuffled batches, the order INC's driver uses)")
+                        "--no_group_by_length: plain shuffled batches, the order INC's driver uses),\n"
+                        "prunecli-eps, prunecli-padmse, prunecli-inclike (plain batches plus INC's AdamW eps,\n"
+                        "its MSE over padded positions, or both)")
     p.add_argument("--learning_rate", default="5e-5", help="prune learning rate (comma list: a sweep)")
     p.add_argument("--distill_loss_weight", default="2", help="distillation weight (comma list: a sweep)")
     p.add_argument("--weight_decay", type=float, default=5e-5)

@@ -89,6 +89,7 @@ Beta2 = Annotated[
     float | None, _opt("adam_beta2", "AdamW beta2 (default 0.999 for finetune, 0.9 for prune as in the "
                        "reference example).", TRAIN)
 ]
+AdamEps = Annotated[float, _opt("adam_epsilon", "AdamW epsilon (INC's example used 1e-6).", TRAIN)]
 MaxGradNorm = Annotated[float | None, _opt("max_grad_norm", "Clip gradients to this norm.", TRAIN)]
 Seed = Annotated[int, _opt("seed", "Random seed (data order, initialisation, dropout).", TRAIN)]
 GroupByLength = Annotated[
@@ -167,6 +168,11 @@ DistillAlpha = Annotated[
     float, _opt("distill_alpha", "logits_kl: share of the KL term; the label loss gets 1 - alpha.", DISTILL)
 ]
 DistillLabel = Annotated[bool, _opt("distill_label_loss", "hidden_mse: also add the label loss.", DISTILL)]
+DistillPadding = Annotated[
+    bool,
+    _opt("distill_padding", "hidden_mse: also match the padded positions, as INC's example did "
+         "(the teacher then runs every step: no cache).", DISTILL),
+]
 CacheTeacher = Annotated[
     bool,
     typer.Option(
@@ -260,6 +266,7 @@ def finetune(
     num_warmup_steps: Warmup = 0,
     adam_beta1: Beta1 = 0.9,
     adam_beta2: Beta2 = None,
+    adam_epsilon: AdamEps = 1e-8,
     max_grad_norm: MaxGradNorm = None,
     seed: Seed = 42,
     group_by_length: GroupByLength = False,
@@ -301,6 +308,7 @@ def prune(
     distill_temperature: DistillTemp = 2.0,
     distill_alpha: DistillAlpha = 0.5,
     distill_label_loss: DistillLabel = False,
+    distill_padding: DistillPadding = False,
     cache_teacher_outputs: CacheTeacher = True,
     task_name: TaskName = None,
     data_dir: DataDir = None,
@@ -324,6 +332,7 @@ def prune(
     num_warmup_steps: Warmup = 0,
     adam_beta1: Beta1 = 0.9,
     adam_beta2: Beta2 = None,
+    adam_epsilon: AdamEps = 1e-8,
     max_grad_norm: MaxGradNorm = None,
     seed: Seed = 42,
     group_by_length: GroupByLength = False,

@@ -45,6 +45,7 @@ class TrainConfig:
     num_warmup_steps: int = 0
     adam_beta1: float = 0.9
     adam_beta2: float | None = None  # None: 0.999 for finetune, 0.9 for prune (the reference example)
+    adam_epsilon: float = 1e-8  # torch's and the HF Trainer's default (INC's example: 1e-6)
     max_grad_norm: float | None = None
     seed: int = 42
     # batches of similar length (less padding, ~1.4x faster on GLUE); off by default: it scored lower than plain
@@ -86,6 +87,7 @@ class DistillConfig:
     distill_temperature: float = 2.0
     distill_alpha: float = 0.5  # logits_kl: weight of the KL term; the label loss gets 1 - alpha
     distill_label_loss: bool = False  # hidden_mse: add the label loss to the MSE term
+    distill_padding: bool = False  # hidden_mse: also match padded positions (the reference; no teacher cache)
     cache_teacher_outputs: bool = True  # when they fit in memory (see distill.py)
 
 

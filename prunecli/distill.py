@@ -5,9 +5,11 @@ Two losses:
 * ``hidden_mse`` (the reference example's choice, after "Knowledge Distillation with the Reused
   Teacher Classifier", arXiv:2203.14001): ``w * MSE(student last hidden state, teacher last hidden
   state)`` *replacing* the label loss (``distill_label_loss=True`` adds the label loss back).
-  Unlike the reference, the MSE is taken over real tokens only: padded positions carry no
-  meaning and change with the batch's padding, so including them adds noise (and would make
-  the teacher's outputs depend on which examples share a batch).
+  Unlike the reference, the MSE is taken over real tokens only by default: which padded positions
+  exist depends on the batch's longest example, so their teacher outputs cannot be cached per
+  example. ``distill_padding=True`` takes the reference's plain mean over every position (padded
+  ones included; their outputs are still functions of the example's real tokens), and the teacher
+  then runs on every step.
 * ``logits_kl``: ``alpha * w * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * label loss``
   (Hinton et al.; T = ``distill_temperature``).
 
@@ -156,6 +158,8 @@ class Distiller:
         self.teacher.requires_grad_(False)
         self.output_hidden_states = cfg.distill_type == "hidden_mse"
         enabled = cfg.cache_teacher_outputs if use_cache is None else use_cache
+        if self.output_hidden_states and cfg.distill_padding:
+            enabled = False  # the cache keeps real tokens only
         budget = int(float(os.environ.get("PRUNECLI_TEACHER_CACHE_GB", "4")) * 2**30)
         self.cache = TeacherCache(budget) if enabled else None
         self.teacher_forward_calls = 0
@@ -206,8 +210,11 @@ class Distiller:
         label_loss = outputs.loss
         target = self.teacher_outputs(batch)
         if self.output_hidden_states:
-            distill = masked_mse(outputs.hidden_states[-1], target.to(outputs.hidden_states[-1].dtype),
-                                 batch["attention_mask"])
+            student = outputs.hidden_states[-1]
+            if cfg.distill_padding:
+                distill = F.mse_loss(student, target.to(student.dtype))
+            else:
+                distill = masked_mse(student, target.to(student.dtype), batch["attention_mask"])
             loss = cfg.distill_loss_weight * distill
             if cfg.distill_label_loss:
                 loss = loss + label_loss

@@ -348,7 +348,7 @@ class Trainer:
         groups = optimizer_param_groups(model, tc.weight_decay)
         self.param_group_names = [g.pop("param_names") for g in groups]
         raw_optimizer = torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, adam_beta2),
-                                          **fused_adamw_kwargs(model, self.accelerator.device))
+                                          eps=tc.adam_epsilon, **fused_adamw_kwargs(model, self.accelerator.device))
         self.model, self.optimizer, self.train_dataloader, *prepared = self.accelerator.prepare(
             model, raw_optimizer, train_loader, *eval_loaders.values()
         )

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from bench import glue_data, render_results
-from bench.run_glue_bench import PATTERNS, build_parser, cost_figures, last_json, pair_todo, resolve_plan
+from bench.run_glue_bench import PATTERNS, PRUNECLI_VARIANTS, TOOLS, build_parser, cost_figures, last_json, pair_todo, resolve_plan
 from tests.helpers import write_glue_mrpc_folder, write_glue_sst2_folder
 
 # ---- derived GLUE folders ------------------------------------------------------------------------------------
@@ -189,6 +189,18 @@ def test_side_by_side_ratio_only_within_one_bench_run():
     assert "different runs" in s43
     failed = next(line for line in lines if line.startswith("| 4x1"))
     assert "failed (rc 1)" in failed
+
+
+def test_every_prunecli_variant_passes_real_prune_options():
+    import typer.main
+
+    from prunecli.cli import app
+
+    prune = next(c for c in typer.main.get_command(app).commands.values() if c.name == "prune")
+    spellings = {opt for param in prune.params for opt in [*param.opts, *param.secondary_opts]}
+    assert set(PRUNECLI_VARIANTS) == {t for t in TOOLS if t.startswith("prunecli")}
+    for tool, flags in PRUNECLI_VARIANTS.items():
+        assert all(f in spellings for f in flags if f.startswith("--")), tool
 
 
 def test_resume_reruns_a_prunecli_inc_pair_together_and_variants_alone():

@@ -79,6 +79,22 @@ def test_hidden_mse_replaces_label_loss_and_can_add_it():
     assert student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
 
 
+def test_distill_padding_is_the_plain_mean_over_every_position_and_skips_the_cache():
+    student, teacher = _models()
+    batch = _batch([0, 1, 2], [5, 3, 7], 7)
+    out = _student_outputs(student, batch, True)
+    d = Distiller(teacher, DistillConfig(distill_loss_weight=5.0, distill_padding=True))
+    assert d.cache is None  # padded positions depend on the batch's longest example: nothing to cache
+    loss, _ = d(batch, out)
+    with torch.no_grad():
+        t_hidden = teacher.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                token_type_ids=batch["token_type_ids"]).last_hidden_state
+    everywhere = ((out.hidden_states[-1] - t_hidden) ** 2).mean()
+    assert loss.item() == pytest.approx(5.0 * everywhere.item(), rel=1e-5)
+    real_only = masked_mse(out.hidden_states[-1], t_hidden, batch["attention_mask"])
+    assert abs(everywhere.item() - real_only.item()) > 1e-4 * real_only.item()  # the two losses do differ here
+
+
 def test_logits_kl_mixes_with_label_loss():
     student, teacher = _models()
     batch = _batch([3, 4], [4, 6], 6)

@@ -140,6 +140,14 @@ def test_mixed_precision_choice():
 # ---- the loop -----------------------------------------------------------------------------------------
 
 
+def test_adam_hyperparameters_reach_the_optimizer(tiny_bert_dir, files):
+    trainer = make_trainer(make_cfg(tiny_bert_dir, files, adam_epsilon=1e-6, adam_beta1=0.8))
+    for group in trainer.optimizer.param_groups:
+        assert (group["eps"], group["betas"]) == (1e-6, (0.8, 0.999))
+    default = make_trainer(make_cfg(tiny_bert_dir, files))
+    assert {g["eps"] for g in default.optimizer.param_groups} == {1e-8}
+
+
 def test_sizes_account_for_accumulation_and_max_steps(tiny_bert_dir, files):
     trainer = make_trainer(make_cfg(tiny_bert_dir, files, gradient_accumulation_steps=3, num_train_epochs=2))
     assert len(trainer.train_dataloader) == 8 and trainer.update_steps_per_epoch == 3  # ceil(8 / 3)
