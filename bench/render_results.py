@@ -254,6 +254,44 @@ def batching_table(records: list[dict], task: str) -> list[str]:
     return lines + [""] + [f"- {s}" for s in summaries]
 
 
+ALIGNMENT_VARIANTS = {"prunecli-eps": "+ eps 1e-6", "prunecli-padmse": "+ MSE on padding",
+                      "prunecli-inclike": "+ both"}
+
+
+def alignment_table(records: list[dict], task: str) -> list[str]:
+    """prunecli with plain batches (`prunecli-plain`) and with what else INC's example does differently (AdamW eps
+    1e-6, the hidden-state MSE over padded positions, both), per (pattern, hyperparameters, seed), INC beside them:
+    which of the differences explains a gap between the two tools. Wall times are of the variant's own run."""
+    runs = defaultdict(dict)
+    for r in records:
+        if r["kind"] == "prune" and r.get("rc", 0) == 0:
+            runs[(r["pattern"], hyper_label(r))].setdefault(r["seed"], {})[r["tool"]] = r
+    present = [v for v in ALIGNMENT_VARIANTS if any(v in t for seeds in runs.values() for t in seeds.values())]
+    if not present:
+        return []
+    columns = ["prunecli-plain", *present, "inc"]
+    titles = {"prunecli-plain": "plain", "inc": "INC", **{v: f"plain {ALIGNMENT_VARIANTS[v]}" for v in present}}
+    head = ["Pattern", "Seed", "lr / w", *[f"Accuracy {titles[c]}" for c in columns],
+            *[f"Wall {titles[c]}" for c in columns]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    summaries = []
+    for (pattern, hyper), seeds in sorted(runs.items(), key=lambda kv: (_pattern_rank(kv[0][0]), kv[0][1])):
+        rows = {s: t for s, t in seeds.items() if any(v in t for v in present)}
+        for seed, tools in sorted(rows.items()):
+            accs = [f4(metric(tools[c], "accuracy")) if c in tools else "not measured" for c in columns]
+            walls = [secs(tools[c]["wall_s"]) if c in tools else "—" for c in columns]
+            lines.append("| " + " | ".join([PATTERN_TITLES.get(pattern, pattern), str(seed), hyper, *accs, *walls])
+                         + " |")
+        if rows:
+            complete = {s: t for s, t in rows.items() if all(c in t for c in columns)}
+            if complete:
+                means = ", ".join(f"{titles[c]} {statistics.mean(metric(t[c], 'accuracy') for t in complete.values()):.4f}"
+                                  for c in columns)
+                summaries.append(f"{PATTERN_TITLES.get(pattern, pattern)} ({hyper}), {len(complete)} seed(s) with "
+                                 f"every column: mean accuracy {means}.")
+    return lines + ([""] + [f"- {s}" for s in summaries] if summaries else [])
+
+
 def _wall_ratio(a: dict, b: dict) -> str:
     """a's wall time over b's (both from one bench invocation), flagged ⚠ when either ran contended."""
     return ratio(a["wall_s"] / b["wall_s"]) + (" ⚠" if _contended(a, b) else "")
@@ -509,6 +547,13 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
                       "prunecli column) vs plain shuffled batches (`--no_group_by_length`, in exactly the order "
                       "INC's driver uses; prunecli's default since this A/B), same dense checkpoint and "
                       "hyperparameters; INC's accuracy for the same seed beside them.", "", *batching, ""]
+        alignment = alignment_table(recs, task)
+        if alignment:
+            lines += ["What else differs from INC's loop: prunecli with plain batches, then with AdamW eps 1e-6 "
+                      "(`--adam_epsilon 1e-6`, INC's example's value; prunecli's default is 1e-8) and/or the "
+                      "hidden-state MSE over padded positions too (`--distill_padding`, INC's example; prunecli "
+                      "averages over real tokens and caches the teacher), same dense checkpoint, batch order and "
+                      "hyperparameters, INC beside them.", "", *alignment, ""]
         if holdout:
             lines += selection(recs)
         mem = memory_table(recs)

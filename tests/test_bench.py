@@ -234,6 +234,26 @@ def test_batching_table_pairs_grouped_and_plain_per_seed():
     assert not any("0.7800" in line for line in render_results.reference_table(recs, "mrpc"))
 
 
+def test_alignment_table_shows_each_variant_beside_plain_and_inc():
+    recs = [_record("prune", "prunecli-plain", "2in4", 42, 0.78, 0.85, wall=350),
+            _record("prune", "prunecli-inclike", "2in4", 42, 0.80, 0.86, wall=420),
+            _record("prune", "inc", "2in4", 42, 0.79, 0.85, wall=450),
+            _record("prune", "prunecli-plain", "2in4", 43, 0.82, 0.87, wall=350),
+            _record("prune", "prunecli-inclike", "2in4", 43, 0.84, 0.88, wall=420),
+            _record("prune", "inc", "2in4", 43, 0.81, 0.86, wall=450),
+            _record("prune", "prunecli-inclike", "2in4", 44, 0.70, 0.80, wall=420),  # no plain / INC twin
+            _record("prune", "prunecli-plain", "4x1", 42, 0.70, 0.80)]  # no variant: no row
+    lines = render_results.alignment_table(recs, "mrpc")
+    assert "Accuracy plain + both" in lines[0] and "eps" not in lines[0]  # only the variants measured
+    s42 = next(line for line in lines if line.startswith("| 2:4 | 42 "))
+    assert "| 0.7800 | 0.8000 | 0.7900 | 350 s | 420 s | 450 s |" in s42
+    s44 = next(line for line in lines if line.startswith("| 2:4 | 44 "))
+    assert s44.count("not measured") == 2
+    assert not any(line.startswith("| 4x1") for line in lines)
+    assert "2 seed(s) with every column: mean accuracy plain 0.8000, plain + both 0.8200, INC 0.8000" in lines[-1]
+    assert render_results.alignment_table(recs[:1] + recs[2:3], "mrpc") == []
+
+
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
         path = tmp_path / record["profile"] / "mrpc" / f"{i}.json"
