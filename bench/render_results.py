@@ -585,7 +585,8 @@ How the comparison is made:
   hold-out run that followed (`holdout-0.1-3ep`: 4x1, 3 epochs, both tools) preferred lr 1e-4 by a mean
   margin smaller than one held-out example, and the short tables have not been re-run with it. The `full`
   (reference-size) MRPC runs use that lr 1e-4 with the reference's MRPC distillation weight 5 (the weight
-  was not selected). Every row states its rates; both tools always get the same values.
+  was not selected); the `full` SST-2 runs use the reference's SST-2 values (lr 5e-5, weight 2), not
+  selected either. Every row states its rates; both tools always get the same values.
 - Same data: `bench/run_glue_bench.py` tokenizes with prunecli's own data layer and hands the token ids to
   the INC driver. INC's side batches them as its example did: shuffled (seed + epoch), padded to the longest
   example of each batch; that is exactly prunecli's order with `--no_group_by_length`. The prunecli columns
@@ -593,7 +594,8 @@ How the comparison is made:
   1.5% padding tokens instead of 43%), fused AdamW and teacher outputs cached after the first epoch. Length
   grouping was prunecli's default when these tables were measured; the batching A/B in `short-3ep-all` (3 seeds,
   MRPC 2:4) found it about 1 point less accurate than plain batches, so plain batches are the default now and
-  `--tools prunecli-plain` measures them. The `short-3ep` profile (measured before all three, commit 4bdb54a)
+  `--tools prunecli-plain` measures them. The `full` SST-2 2:4 run later went the other way (grouped 1.6 points
+  ahead, one seed): which batching is more accurate is not settled; grouping is faster everywhere. The `short-3ep` profile (measured before all three, commit 4bdb54a)
   shows the comparison with plain batches and without the other two.
 - INC's loop (`bench/inc_prune.py`) keeps the example's semantics: AdamW betas (0.9, 0.9), eps 1e-6,
   the two parameter groups that leave the classifier weight untrained, the single global `snip_momentum`
