@@ -152,6 +152,9 @@ class Distiller:
             raise UserError("--distill_alpha must be in [0, 1]", hint="0.5 weighs KL and label loss equally")
         if cfg.distill_temperature <= 0:
             raise UserError("--distill_temperature must be > 0", hint="2 is the usual value")
+        if cfg.distill_padding and cfg.distill_type != "hidden_mse":
+            raise UserError("--distill_padding applies to --distill_type hidden_mse only",
+                            hint="logits_kl compares one prediction per example: there are no positions to pad")
         self.cfg = cfg
         self.teacher = teacher
         self.teacher.eval()

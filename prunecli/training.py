@@ -231,6 +231,12 @@ def _validate(cfg: RunConfig) -> None:
         raise UserError(f"--learning_rate must be positive (got {tc.learning_rate}).")
     if tc.num_warmup_steps < 0:
         raise UserError(f"--num_warmup_steps cannot be negative (got {tc.num_warmup_steps}).")
+    if not tc.adam_epsilon > 0:
+        raise UserError(f"--adam_epsilon must be positive (got {tc.adam_epsilon}).", hint="1e-8 is the default")
+    for name in ("adam_beta1", "adam_beta2"):
+        beta = getattr(tc, name)
+        if beta is not None and not 0.0 <= beta < 1.0:
+            raise UserError(f"--{name} must be in [0, 1) (got {beta}).")
     if tc.max_grad_norm is not None and tc.max_grad_norm <= 0:
         raise UserError(f"--max_grad_norm must be positive (got {tc.max_grad_norm}).")
     from transformers import SchedulerType

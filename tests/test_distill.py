@@ -193,6 +193,8 @@ def test_bad_options_and_incompatible_teacher():
         Distiller(teacher, DistillConfig(distill_type="mse"))
     with pytest.raises(UserError, match="distill_alpha"):
         Distiller(teacher, DistillConfig(distill_alpha=1.5))
+    with pytest.raises(UserError, match="hidden_mse only"):
+        Distiller(teacher, DistillConfig(distill_type="logits_kl", distill_padding=True))
     with pytest.raises(UserError, match="hidden sizes"):
         check_teacher_compatible(tiny_bert_config(), tiny_bert_config(hidden_size=64), "hidden_mse")
     check_teacher_compatible(tiny_bert_config(), tiny_bert_config(hidden_size=64), "logits_kl")

@@ -264,7 +264,9 @@ def test_option_errors(tiny_bert_dir, files):
                        (dict(checkpointing_steps="5"), "needs --output_dir"),
                        (dict(report_to="carrier_pigeon", output_dir="x"), "not an accelerate tracker"),
                        (dict(lr_scheduler_type="sawtooth"), "not a transformers scheduler"),
-                       (dict(gradient_accumulation_steps=0), "at least 1")):
+                       (dict(gradient_accumulation_steps=0), "at least 1"),
+                       (dict(adam_epsilon=0.0), "adam_epsilon must be positive"),
+                       (dict(adam_beta1=1.0), r"adam_beta1 must be in \[0, 1\)")):
         with pytest.raises(UserError, match=match):
             make_trainer(make_cfg(tiny_bert_dir, files, **bad))
 
