@@ -285,8 +285,9 @@ def alignment_table(records: list[dict], task: str) -> list[str]:
         if rows:
             complete = {s: t for s, t in rows.items() if all(c in t for c in columns)}
             if complete:
-                means = ", ".join(f"{titles[c]} {statistics.mean(metric(t[c], 'accuracy') for t in complete.values()):.4f}"
-                                  for c in columns)
+                means = ", ".join(
+                    f"{titles[c]} {statistics.mean(metric(t[c], 'accuracy') for t in complete.values()):.4f}"
+                    for c in columns)
                 summaries.append(f"{PATTERN_TITLES.get(pattern, pattern)} ({hyper}), {len(complete)} seed(s) with "
                                  f"every column: mean accuracy {means}.")
     return lines + ([""] + [f"- {s}" for s in summaries] if summaries else [])
@@ -595,8 +596,9 @@ How the comparison is made:
   grouping was prunecli's default when these tables were measured; the batching A/B in `short-3ep-all` (3 seeds,
   MRPC 2:4) found it about 1 point less accurate than plain batches, so plain batches are the default now and
   `--tools prunecli-plain` measures them. The `full` SST-2 2:4 run later went the other way (grouped 1.6 points
-  ahead, one seed): which batching is more accurate is not settled; grouping is faster everywhere. The `short-3ep` profile (measured before all three, commit 4bdb54a)
-  shows the comparison with plain batches and without the other two.
+  ahead, one seed): which batching is more accurate is not settled; grouping is faster everywhere. The
+  `short-3ep` profile (measured before all three, commit 4bdb54a) shows the comparison with plain batches
+  and without the other two.
 - INC's loop (`bench/inc_prune.py`) keeps the example's semantics: AdamW betas (0.9, 0.9), eps 1e-6,
   the two parameter groups that leave the classifier weight untrained, the single global `snip_momentum`
   config excluding the pooler, `prepare_pruning(model, config, optimizer)`, start/end steps from the

@@ -8,7 +8,16 @@ import json
 import pytest
 
 from bench import glue_data, render_results
-from bench.run_glue_bench import PATTERNS, PRUNECLI_VARIANTS, TOOLS, build_parser, cost_figures, last_json, pair_todo, resolve_plan
+from bench.run_glue_bench import (
+    PATTERNS,
+    PRUNECLI_VARIANTS,
+    TOOLS,
+    build_parser,
+    cost_figures,
+    last_json,
+    pair_todo,
+    resolve_plan,
+)
 from tests.helpers import write_glue_mrpc_folder, write_glue_sst2_folder
 
 # ---- derived GLUE folders ------------------------------------------------------------------------------------
