@@ -215,13 +215,19 @@ def side_by_side_table(records: list[dict], task: str) -> list[str]:
     return lines
 
 
-def batching_table(records: list[dict], task: str) -> list[str]:
-    """prunecli with length-grouped batches (`--group_by_length`) vs plain shuffled batches (`prunecli-plain`,
-    the batch order INC's driver uses), per (pattern, hyperparameters, seed), with INC's accuracy beside them."""
-    runs = defaultdict(dict)
+def _prune_runs_by_case(records: list[dict]) -> list[tuple[tuple[str, str], dict[int, dict[str, dict]]]]:
+    """Successful prune records as ((pattern, "lr / w"), {seed: {tool: record}}), in table order."""
+    runs: dict[tuple[str, str], dict[int, dict[str, dict]]] = defaultdict(dict)
     for r in records:
         if r["kind"] == "prune" and r.get("rc", 0) == 0:
             runs[(r["pattern"], hyper_label(r))].setdefault(r["seed"], {})[r["tool"]] = r
+    return sorted(runs.items(), key=lambda kv: (_pattern_rank(kv[0][0]), kv[0][1]))
+
+
+def batching_table(records: list[dict], task: str) -> list[str]:
+    """prunecli with length-grouped batches (`--group_by_length`) vs plain shuffled batches (`prunecli-plain`,
+    the batch order INC's driver uses), per (pattern, hyperparameters, seed), with INC's accuracy beside them."""
+    runs = _prune_runs_by_case(records)
     f1 = task == "mrpc"
     head = ["Pattern", "Seed", "lr / w", "Accuracy grouped", "Accuracy plain", "Accuracy INC (plain)"]
     if f1:
@@ -229,7 +235,7 @@ def batching_table(records: list[dict], task: str) -> list[str]:
     head += ["Wall grouped", "Wall plain", "Time ratio grouped/plain"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summaries = []
-    for (pattern, hyper), seeds in sorted(runs.items(), key=lambda kv: (_pattern_rank(kv[0][0]), kv[0][1])):
+    for (pattern, hyper), seeds in runs:
         both = {s: t for s, t in seeds.items() if "prunecli" in t and "prunecli-plain" in t}
         for seed, tools in sorted(both.items()):
             g, p, i = tools["prunecli"], tools["prunecli-plain"], tools.get("inc")
@@ -262,11 +268,8 @@ def alignment_table(records: list[dict], task: str) -> list[str]:
     """prunecli with plain batches (`prunecli-plain`) and with what else INC's example does differently (AdamW eps
     1e-6, the hidden-state MSE over padded positions, both), per (pattern, hyperparameters, seed), INC beside them:
     which of the differences explains a gap between the two tools. Wall times are of the variant's own run."""
-    runs = defaultdict(dict)
-    for r in records:
-        if r["kind"] == "prune" and r.get("rc", 0) == 0:
-            runs[(r["pattern"], hyper_label(r))].setdefault(r["seed"], {})[r["tool"]] = r
-    present = [v for v in ALIGNMENT_VARIANTS if any(v in t for seeds in runs.values() for t in seeds.values())]
+    runs = _prune_runs_by_case(records)
+    present = [v for v in ALIGNMENT_VARIANTS if any(v in t for _, seeds in runs for t in seeds.values())]
     if not present:
         return []
     columns = ["prunecli-plain", *present, "inc"]
@@ -275,7 +278,7 @@ def alignment_table(records: list[dict], task: str) -> list[str]:
             *[f"Wall {titles[c]}" for c in columns]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summaries = []
-    for (pattern, hyper), seeds in sorted(runs.items(), key=lambda kv: (_pattern_rank(kv[0][0]), kv[0][1])):
+    for (pattern, hyper), seeds in runs:
         rows = {s: t for s, t in seeds.items() if any(v in t for v in present)}
         for seed, tools in sorted(rows.items()):
             accs = [f4(metric(tools[c], "accuracy")) if c in tools else "not measured" for c in columns]
@@ -542,19 +545,10 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
                       "seconds of the two processes (less sensitive to contention, not immune: busy-waiting "
                       "threads count).", "",
                       *sbs, ""]
-        batching = batching_table(recs, task)
-        if batching:
-            lines += ["Batching A/B: prunecli with length-grouped batches (`--group_by_length`, the tables' "
-                      "prunecli column) vs plain shuffled batches (`--no_group_by_length`, in exactly the order "
-                      "INC's driver uses; prunecli's default since this A/B), same dense checkpoint and "
-                      "hyperparameters; INC's accuracy for the same seed beside them.", "", *batching, ""]
-        alignment = alignment_table(recs, task)
-        if alignment:
-            lines += ["What else differs from INC's loop: prunecli with plain batches, then with AdamW eps 1e-6 "
-                      "(`--adam_epsilon 1e-6`, INC's example's value; prunecli's default is 1e-8) and/or the "
-                      "hidden-state MSE over padded positions too (`--distill_padding`, INC's example; prunecli "
-                      "averages over real tokens and caches the teacher), same dense checkpoint, batch order and "
-                      "hyperparameters, INC beside them.", "", *alignment, ""]
+        for table, intro in ((batching_table, BATCHING_INTRO), (alignment_table, ALIGNMENT_INTRO)):
+            rows = table(recs, task)
+            if rows:
+                lines += [intro, "", *rows, ""]
         if holdout:
             lines += selection(recs)
         mem = memory_table(recs)
@@ -565,6 +559,17 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
             lines += ["#### Cost figures", "", *cost]
         lines += commands_block(recs)
     return lines
+
+
+BATCHING_INTRO = ("Batching A/B: prunecli with length-grouped batches (`--group_by_length`, the tables' prunecli "
+                  "column) vs plain shuffled batches (`--no_group_by_length`, in exactly the order INC's driver uses; "
+                  "prunecli's default since this A/B), same dense checkpoint and hyperparameters; INC's accuracy for "
+                  "the same seed beside them.")
+ALIGNMENT_INTRO = ("What else differs from INC's loop: prunecli with plain batches, then with AdamW eps 1e-6 "
+                   "(`--adam_epsilon 1e-6`, INC's example's value; prunecli's default is 1e-8) and/or the hidden-state "
+                   "MSE over padded positions too (`--distill_padding`, INC's example; prunecli averages over real "
+                   "tokens and caches the teacher), same dense checkpoint, batch order and hyperparameters, INC beside "
+                   "them.")
 
 
 HEADER = f"""# Benchmarks
