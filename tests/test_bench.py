@@ -286,6 +286,18 @@ def test_render_with_no_results(tmp_path):
     assert "No results recorded yet" in text
 
 
+def test_published_reference_rows_are_consistent():
+    """The quoted BERT-mini rows: each relative drop is sparse max / dense max - 1, as the tables compute it."""
+    rows = [line.strip().strip("|").split("|") for line in render_results.HEADER.splitlines()
+            if line.strip().startswith(("| MRPC |", "| SST-2 |"))]
+    assert len(rows) == 6
+    for cells in rows:
+        dense_max = float(cells[3].split("/")[1])
+        sparse_max = float(cells[4].split("/")[1])
+        drop = float(cells[5].strip().rstrip("%")) / 100
+        assert abs((sparse_max / dense_max - 1) - drop) <= 1e-4, cells  # the published last digit
+
+
 # ---- the INC driver's pure parts (importable without INC) ------------------------------------------------------
 
 
