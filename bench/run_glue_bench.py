@@ -59,6 +59,31 @@ PRUNECLI_VARIANTS = {"prunecli": ["--group_by_length"], "prunecli-plain": _PLAIN
                      "prunecli-eps": [*_PLAIN, *_INC_EPS], "prunecli-padmse": [*_PLAIN, "--distill_padding"],
                      "prunecli-inclike": [*_PLAIN, *_INC_EPS, "--distill_padding"]}
 GROUPED = PRUNECLI_VARIANTS["prunecli"]
+#: Training methods screened for accuracy at high sparsity, added to a prunecli variant as `TOOL+METHOD[+METHOD]`
+#: (e.g. `prunecli+kd+cool`); each is a set of prunecli options, documented in docs/training.md.
+_KD = ["--distill_type", "logits_kl", "--distill_alpha", "1", "--distill_temperature", "2"]
+METHODS: dict[str, list[str]] = {
+    "kd": _KD,  # logit distillation as the whole loss (oBERT: hardness 1, T = 2)
+    "kdhid": [*_KD, "--distill_hidden_weight", "1", "--distill_hidden_layers", "all"],  # + every layer's states
+    "hidall": ["--distill_hidden_layers", "all"],  # INC's hidden-state MSE over every layer, not only the last
+    "cool": ["--cooldown_lr_decay", "linear"],  # the learning rate falls to 0 over the cool-down
+    "rewind": ["--lr_rewind_ratio", "0.1"],  # lr 1 -> 0.1 between pruning events, rewound at each
+    "cube": ["--sparsity_decay_type", "cube"],
+    "init70": ["--initial_sparsity", "0.7"],  # the first event prunes 70% at once (oBERT)
+}
+
+
+def tool_flags(tool: str) -> list[str] | None:
+    """prunecli's extra flags for a tool name (`prunecli`, `prunecli-plain+kd+cool`, ...); None for INC."""
+    base, *methods = tool.split("+")
+    if base not in PRUNECLI_VARIANTS:
+        return None
+    return [*PRUNECLI_VARIANTS[base], *(flag for m in methods for flag in METHODS[m])]
+
+
+def is_tool(name: str) -> bool:
+    base, *methods = name.split("+")
+    return name in TOOLS or (base in PRUNECLI_VARIANTS and bool(methods) and all(m in METHODS for m in methods))
 
 # The reference recipes (INC's example scripts): pattern, target sparsity, pruning type.
 PATTERNS: dict[str, dict] = {
@@ -185,7 +210,11 @@ def resolve_plan(args: argparse.Namespace, model: str | None = None) -> Plan:
     tasks = _names(args.tasks, TASK_FOLDERS)
     patterns = _names(args.patterns, PATTERNS)
     seeds = _ints(args.seeds)
-    tools = _names(args.tools, TOOLS)
+    tools = [t.strip() for t in str(args.tools).split(",") if t.strip()]
+    bad = [t for t in tools if not is_tool(t)]
+    if bad:
+        raise SystemExit(f"unknown tools {bad}; choose from {list(TOOLS)}, or a prunecli variant with methods "
+                         f"joined by + ({', '.join(METHODS)})")
     lrs, weights = _floats(args.learning_rate), _floats(args.distill_loss_weight)
     cost_steps = args.cost_steps
     sst2_subset = args.sst2_max_train_samples or None
@@ -514,10 +543,11 @@ class Bench:
             else:
                 pattern_args = ["--target_sparsity", fmt_num(spec["target_sparsity"]), "--pruning_pattern",
                                 spec["pattern"], "--pruning_type", spec["pruning_type"]]
-            if tool in PRUNECLI_VARIANTS:
+            flags = tool_flags(tool)
+            if flags is not None:
                 cmd = self.prunecli_cmd("prune", "--model_name_or_path", rel(dense_dir), "--task_name", ts.task,
                                         "--data_dir", rel(data_dir), "--max_length", str(ts.max_length),
-                                        *pattern_args, *common, *PRUNECLI_VARIANTS[tool], "--overwrite_output_dir")
+                                        *pattern_args, *common, *flags, "--overwrite_output_dir")
             else:
                 self.inc_env()
                 cmd = [rel(INC_VENV / "bin" / "python"), "bench/inc_prune.py", "--data", rel(data_npz),

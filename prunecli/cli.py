@@ -134,6 +134,10 @@ RecipePath = Annotated[
 TargetSparsity = Annotated[
     float | None, _opt("target_sparsity", "Final sparsity of the pruned layers, in [0, 1).", PRUNE)
 ]
+InitialSparsity = Annotated[
+    float | None, _opt("initial_sparsity", "Sparsity the first pruning event reaches at once (default 0); the "
+                       "schedule then grows it to the target.", PRUNE)
+]
 Pattern = Annotated[
     str | None,
     _opt("pruning_pattern", "NxM blocks (4x1, 1x1, 2x2), N:M (2:4 keeps 2 of every 4), 1xchannel, channelx1.",
@@ -150,6 +154,14 @@ Frequency = Annotated[
 ]
 WarmEpochs = Annotated[float, _opt("sparsity_warm_epochs", "Dense epochs before pruning starts.", PRUNE)]
 CoolEpochs = Annotated[float, _opt("cooldown_epochs", "Epochs with fixed masks after pruning ends.", PRUNE)]
+CooldownLR = Annotated[
+    str, _opt("cooldown_lr_decay", "Learning rate over the cool-down: none (as scheduled), linear or cosine "
+              "(falls to 0 at the last step).", PRUNE)
+]
+LRRewind = Annotated[
+    float | None, _opt("lr_rewind_ratio", "Between pruning events the learning rate falls linearly to this share "
+                       "of its scheduled value and is rewound at each event (oBERT: 0.1). Default: off.", PRUNE)
+]
 DoPrune = Annotated[bool, _opt("do_prune", "Accepted and ignored (the reference script needed it).", PRUNE)]
 DryRun = Annotated[bool, _opt("dry_run", "Print which layers each group prunes, then exit.", PRUNE)]
 
@@ -172,6 +184,13 @@ DistillPadding = Annotated[
     bool,
     _opt("distill_padding", "hidden_mse: also match the padded positions, as INC's example did "
          "(the teacher then runs every step: no cache).", DISTILL),
+]
+DistillHiddenLayers = Annotated[
+    str, _opt("distill_hidden_layers", "Hidden states matched: last (the encoder output, INC's example) or all "
+              "(every layer; a shallower student maps layers uniformly).", DISTILL)
+]
+DistillHiddenWeight = Annotated[
+    float, _opt("distill_hidden_weight", "logits_kl: add this weight times the hidden-state MSE (0: none).", DISTILL)
 ]
 CacheTeacher = Annotated[
     bool,
@@ -293,6 +312,7 @@ def prune(
     model_name_or_path: ModelPath,
     recipe: RecipePath = None,
     target_sparsity: TargetSparsity = None,
+    initial_sparsity: InitialSparsity = None,
     pruning_pattern: Pattern = None,
     pruning_type: PruningType = None,
     pruning_scope: Scope = None,
@@ -300,6 +320,8 @@ def prune(
     pruning_frequency: Frequency = None,
     sparsity_warm_epochs: WarmEpochs = 0.0,
     cooldown_epochs: CoolEpochs = 0.0,
+    cooldown_lr_decay: CooldownLR = "none",
+    lr_rewind_ratio: LRRewind = None,
     do_prune: DoPrune = False,
     dry_run: DryRun = False,
     teacher_model_name_or_path: Teacher = None,
@@ -309,6 +331,8 @@ def prune(
     distill_alpha: DistillAlpha = 0.5,
     distill_label_loss: DistillLabel = False,
     distill_padding: DistillPadding = False,
+    distill_hidden_layers: DistillHiddenLayers = "last",
+    distill_hidden_weight: DistillHiddenWeight = 0.0,
     cache_teacher_outputs: CacheTeacher = True,
     task_name: TaskName = None,
     data_dir: DataDir = None,

@@ -67,6 +67,7 @@ class PruneConfig:
 
     recipe: str | None = None
     target_sparsity: float | None = None
+    initial_sparsity: float | None = None
     pruning_pattern: str | None = None
     pruning_type: str | None = None
     pruning_scope: str | None = None
@@ -74,6 +75,8 @@ class PruneConfig:
     pruning_frequency: int | None = None  # -1 or None: about 40 pruning events between start and end
     sparsity_warm_epochs: float = 0.0
     cooldown_epochs: float = 0.0
+    cooldown_lr_decay: str = "none"  # none | linear | cosine: the learning rate falls to 0 over the cool-down
+    lr_rewind_ratio: float | None = None  # between pruning events the lr falls to this share, rewound at each event
     dry_run: bool = False
 
 
@@ -88,6 +91,8 @@ class DistillConfig:
     distill_alpha: float = 0.5  # logits_kl: weight of the KL term; the label loss gets 1 - alpha
     distill_label_loss: bool = False  # hidden_mse: add the label loss to the MSE term
     distill_padding: bool = False  # hidden_mse: also match padded positions (the reference; no teacher cache)
+    distill_hidden_layers: str = "last"  # hidden states matched: last (the reference) or all (every layer, mapped)
+    distill_hidden_weight: float = 0.0  # logits_kl: weight of an added hidden-state MSE (0: none)
     cache_teacher_outputs: bool = True  # when they fit in memory (see distill.py)
 
 

@@ -31,6 +31,7 @@ from prunecli.config import DistillConfig
 from prunecli.errors import UserError
 
 DISTILL_TYPES = ("hidden_mse", "logits_kl")
+HIDDEN_LAYERS = ("last", "all")
 
 
 def masked_mse(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -51,19 +52,24 @@ def kl_with_temperature(student_logits: torch.Tensor, teacher_logits: torch.Tens
     ) * (t * t)
 
 
-def check_teacher_compatible(student_config: Any, teacher_config: Any, distill_type: str) -> None:
-    """Refuse a teacher that cannot be distilled from, before any training time is spent."""
+def check_teacher_compatible(student_config: Any, teacher_config: Any, distill_type: str,
+                             hidden: bool | None = None) -> None:
+    """Refuse a teacher that cannot be distilled from, before any training time is spent.
+
+    `hidden`: whether hidden states are matched (default: for hidden_mse only).
+    """
+    hidden = distill_type == "hidden_mse" if hidden is None else hidden
     if getattr(student_config, "vocab_size", None) != getattr(teacher_config, "vocab_size", None):
         raise UserError(
             f"the teacher's vocabulary ({teacher_config.vocab_size}) differs from the student's "
             f"({student_config.vocab_size}): both must read the same token ids",
             hint="pass a teacher fine-tuned from the same base model (--teacher_model_name_or_path)",
         )
-    if distill_type == "hidden_mse" and student_config.hidden_size != teacher_config.hidden_size:
+    if hidden and student_config.hidden_size != teacher_config.hidden_size:
         raise UserError(
-            f"hidden_mse needs equal hidden sizes (student {student_config.hidden_size}, "
+            f"matching hidden states needs equal hidden sizes (student {student_config.hidden_size}, "
             f"teacher {teacher_config.hidden_size})",
-            hint="use --distill_type logits_kl for a teacher of another width",
+            hint="use --distill_type logits_kl without --distill_hidden_weight for a teacher of another width",
         )
     if distill_type == "logits_kl" and student_config.num_labels != teacher_config.num_labels:
         raise UserError(
@@ -137,8 +143,14 @@ class Distiller:
     """Callable loss plug-in for `Trainer.set_loss_fn`: ``(batch, student_outputs) -> (loss, parts)``.
 
     ``batch`` carries ``example_id`` (for the cache), ``attention_mask`` and the model inputs;
-    ``student_outputs`` carries ``loss`` (the label loss), ``logits`` and, for ``hidden_mse``,
-    ``hidden_states`` (set ``trainer.output_hidden_states = distiller.output_hidden_states``).
+    ``student_outputs`` carries ``loss`` (the label loss), ``logits`` and, when hidden states are
+    matched, ``hidden_states`` (set ``trainer.output_hidden_states = distiller.output_hidden_states``).
+
+    Hidden states are matched for ``hidden_mse`` and, with ``distill_hidden_weight > 0``, for
+    ``logits_kl`` too. ``distill_hidden_layers`` says which: ``last`` (the encoder's output, INC's
+    example) or ``all`` (the output of every student layer, each against the teacher layer
+    ``layer_map`` assigns it: layer i of an L_s-layer student against layer i * L_t // L_s of an
+    L_t-layer teacher, TinyBERT's uniform map). The MSE is the mean over the matched layers.
     """
 
     def __init__(self, teacher: torch.nn.Module, cfg: DistillConfig, *, use_cache: bool | None = None):
@@ -146,8 +158,12 @@ class Distiller:
             raise UserError(
                 f"unknown --distill_type {cfg.distill_type!r}", hint=f"choose one of: {', '.join(DISTILL_TYPES)}"
             )
-        if cfg.distill_loss_weight < 0:
-            raise UserError("--distill_loss_weight must be >= 0", hint="0 turns distillation off")
+        if cfg.distill_hidden_layers not in HIDDEN_LAYERS:
+            raise UserError(f"unknown --distill_hidden_layers {cfg.distill_hidden_layers!r}",
+                            hint=f"choose one of: {', '.join(HIDDEN_LAYERS)}")
+        if cfg.distill_loss_weight < 0 or cfg.distill_hidden_weight < 0:
+            raise UserError("--distill_loss_weight and --distill_hidden_weight must be >= 0",
+                            hint="0 turns distillation off")
         if not 0.0 <= cfg.distill_alpha <= 1.0:
             raise UserError("--distill_alpha must be in [0, 1]", hint="0.5 weighs KL and label loss equally")
         if cfg.distill_temperature <= 0:
@@ -155,79 +171,139 @@ class Distiller:
         if cfg.distill_padding and cfg.distill_type != "hidden_mse":
             raise UserError("--distill_padding applies to --distill_type hidden_mse only",
                             hint="logits_kl compares one prediction per example: there are no positions to pad")
+        if cfg.distill_hidden_weight > 0 and cfg.distill_type != "logits_kl":
+            raise UserError("--distill_hidden_weight adds a hidden-state term to --distill_type logits_kl",
+                            hint="with hidden_mse the hidden-state term is weighted by --distill_loss_weight")
         self.cfg = cfg
         self.teacher = teacher
         self.teacher.eval()
         self.teacher.requires_grad_(False)
-        self.output_hidden_states = cfg.distill_type == "hidden_mse"
+        self.uses_logits = cfg.distill_type == "logits_kl"
+        self.uses_hidden = cfg.distill_type == "hidden_mse" or cfg.distill_hidden_weight > 0
+        self.hidden_weight = cfg.distill_loss_weight if cfg.distill_type == "hidden_mse" else cfg.distill_hidden_weight
+        self.output_hidden_states = self.uses_hidden
         enabled = cfg.cache_teacher_outputs if use_cache is None else use_cache
-        if self.output_hidden_states and cfg.distill_padding:
+        if self.uses_hidden and cfg.distill_padding:
             enabled = False  # the cache keeps real tokens only
         budget = int(float(os.environ.get("PRUNECLI_TEACHER_CACHE_GB", "4")) * 2**30)
-        self.cache = TeacherCache(budget) if enabled else None
+        kinds = [k for k, used in (("logits", self.uses_logits), ("hidden", self.uses_hidden)) if used]
+        # one budget for all kinds: the hidden states, when matched, take nearly all of it
+        self.caches = {k: TeacherCache(budget if k == "hidden" else min(budget, 2**27)) for k in kinds} \
+            if enabled else {}
         self.teacher_forward_calls = 0
+
+    @property
+    def cache(self) -> TeacherCache | None:
+        """The cache of the main teacher output (hidden states for hidden_mse, logits for logits_kl)."""
+        return self.caches.get("logits" if self.uses_logits else "hidden")
 
     def to(self, device: torch.device | str) -> Distiller:
         self.teacher.to(device)
         return self
 
-    # -- teacher side -------------------------------------------------------------------------------
-    def _teacher_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The teacher's last hidden state [B, L, H] (hidden_mse) or logits [B, C] (logits_kl)."""
-        self.teacher_forward_calls += 1
-        with torch.no_grad():
-            if self.output_hidden_states:
-                encoder = getattr(self.teacher, self.teacher.base_model_prefix, None) or self.teacher.base_model
-                return encoder(**inputs).last_hidden_state
-            return self.teacher(**inputs).logits
+    def layer_map(self, student_layers: int) -> list[tuple[int, int]]:
+        """(student, teacher) indices into `hidden_states` (0 = embeddings) of the matched layers."""
+        teacher_layers = int(self.teacher.config.num_hidden_layers)
+        if self.cfg.distill_hidden_layers == "last":
+            return [(student_layers, teacher_layers)]
+        return [(i, i * teacher_layers // student_layers) for i in range(1, student_layers + 1)]
 
-    def teacher_outputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    # -- teacher side -------------------------------------------------------------------------------
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The teacher's logits [B, C] and/or matched hidden states [B, L, k * H] (k matched layers)."""
+        self.teacher_forward_calls += 1
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            all_layers = self.cfg.distill_hidden_layers == "all"
+            if self.uses_logits:
+                result = self.teacher(**inputs, output_hidden_states=self.uses_hidden)
+                out["logits"] = result.logits
+                hidden_states = result.hidden_states
+            elif self.uses_hidden:
+                # hidden states only: the encoder alone (no pooler or classifier, no intermediate states for `last`)
+                encoder = getattr(self.teacher, self.teacher.base_model_prefix, None) or self.teacher.base_model
+                result = encoder(**inputs, output_hidden_states=all_layers)
+                hidden_states = result.hidden_states if all_layers else (result.last_hidden_state,)
+            if self.uses_hidden:
+                if all_layers:
+                    # before the first loss the student's depth is unknown: assume the teacher's
+                    pairs = self._map or self.layer_map(int(self.teacher.config.num_hidden_layers))
+                    out["hidden"] = torch.cat([hidden_states[t] for _, t in pairs], dim=-1)
+                else:
+                    out["hidden"] = hidden_states[-1]
+        return out
+
+    def teacher_outputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The teacher's outputs for a batch (`logits` and/or `hidden`), from the cache where it has them."""
         model_inputs = {
             k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "position_ids")
         }
         ids = batch.get("example_id")
-        if self.cache is None or ids is None:
+        if not self.caches or ids is None:
             return self._teacher_forward(model_inputs)
         id_list = [int(i) for i in ids.tolist()]
-        cached = self.cache.get_batch(id_list)
         real = batch["attention_mask"].bool()  # real tokens, wherever the padding side puts them
-        if cached is not None:
-            if not self.output_hidden_states:
-                return torch.cat(cached).to(real.device)
-            out = torch.zeros(*real.shape, cached[0].shape[-1], dtype=cached[0].dtype, device=real.device)
-            out[real] = torch.cat(cached).to(real.device)
+        found = {kind: cache.get_batch(id_list) for kind, cache in self.caches.items()}
+        if all(rows is not None for rows in found.values()):
+            out = {}
+            for kind, rows in found.items():
+                if kind == "logits":
+                    out[kind] = torch.cat(rows).to(real.device)
+                else:
+                    full = torch.zeros(*real.shape, rows[0].shape[-1], dtype=rows[0].dtype, device=real.device)
+                    full[real] = torch.cat(rows).to(real.device)
+                    out[kind] = full
             return out
         fresh = self._teacher_forward(model_inputs)
-        if self.output_hidden_states:
-            lengths = real.sum(dim=1).tolist()
-            for example_id, rows in zip(id_list, fresh[real].split(lengths), strict=True):
-                self.cache.put(example_id, rows)
-        else:
-            for example_id, logits in zip(id_list, fresh, strict=True):
-                self.cache.put(example_id, logits)
+        for kind, cache in self.caches.items():
+            if kind == "logits":
+                for example_id, logits in zip(id_list, fresh[kind], strict=True):
+                    cache.put(example_id, logits)
+            else:
+                lengths = real.sum(dim=1).tolist()
+                for example_id, rows in zip(id_list, fresh[kind][real].split(lengths), strict=True):
+                    cache.put(example_id, rows)
         return fresh
 
     # -- loss -------------------------------------------------------------------------------------------
+    _map: list[tuple[int, int]] | None = None
+
+    def _hidden_loss(self, batch: dict[str, torch.Tensor], outputs: Any, target: torch.Tensor) -> torch.Tensor:
+        student_layers = len(outputs.hidden_states) - 1
+        if self._map is None:
+            self._map = self.layer_map(student_layers)
+        student = torch.cat([outputs.hidden_states[s] for s, _ in self._map], dim=-1)
+        target = target.to(student.dtype)
+        if self.cfg.distill_padding:
+            return F.mse_loss(student, target)
+        return masked_mse(student, target, batch["attention_mask"])
+
     def __call__(self, batch: dict[str, torch.Tensor], outputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         label_loss = outputs.loss
+        if self.uses_hidden and self._map is None:
+            self._map = self.layer_map(len(outputs.hidden_states) - 1)
         target = self.teacher_outputs(batch)
-        if self.output_hidden_states:
-            student = outputs.hidden_states[-1]
-            if cfg.distill_padding:
-                distill = F.mse_loss(student, target.to(student.dtype))
-            else:
-                distill = masked_mse(student, target.to(student.dtype), batch["attention_mask"])
-            loss = cfg.distill_loss_weight * distill
+        parts = {"label_loss": float(label_loss.detach())}
+        if self.uses_logits:
+            kl = kl_with_temperature(outputs.logits, target["logits"].to(outputs.logits.dtype), cfg.distill_temperature)
+            loss = cfg.distill_alpha * cfg.distill_loss_weight * kl
+            if cfg.distill_alpha < 1.0:
+                loss = loss + (1.0 - cfg.distill_alpha) * label_loss
+            parts["distill_loss"] = float(kl.detach())
+            if self.uses_hidden:
+                hidden = self._hidden_loss(batch, outputs, target["hidden"])
+                loss = loss + self.hidden_weight * hidden
+                parts["hidden_loss"] = float(hidden.detach())
+        else:
+            hidden = self._hidden_loss(batch, outputs, target["hidden"])
+            loss = self.hidden_weight * hidden
             if cfg.distill_label_loss:
                 loss = loss + label_loss
-        else:
-            distill = kl_with_temperature(outputs.logits, target.to(outputs.logits.dtype), cfg.distill_temperature)
-            loss = cfg.distill_alpha * cfg.distill_loss_weight * distill + (1.0 - cfg.distill_alpha) * label_loss
-        parts = {"label_loss": float(label_loss.detach()), "distill_loss": float(distill.detach())}
+            parts["distill_loss"] = float(hidden.detach())
         return loss, parts
 
     def log_values(self) -> dict[str, float]:
-        if self.cache is None:
+        if not self.caches:
             return {}
-        return {"teacher_cache_mb": self.cache.used_bytes / 2**20}
+        return {"teacher_cache_mb": sum(c.used_bytes for c in self.caches.values()) / 2**20}

@@ -45,6 +45,48 @@ def pruning_steps(prune: PruneConfig, *, update_steps_per_epoch: int, num_train_
     return {"start_step": start, "end_step": end, "pruning_frequency": frequency}
 
 
+COOLDOWN_LR_DECAYS = ("none", "linear", "cosine")
+
+
+def pruning_lr_factor(event_steps: list[int], total_steps: int, *, cooldown_decay: str = "none",
+                      rewind_ratio: float | None = None):
+    """A learning-rate multiplier of the optimizer step, shaped by the pruning events (None when it is 1).
+
+    - `rewind_ratio` r: from each pruning event to the next, the factor falls linearly from 1 to r and is
+      rewound to 1 at the event (oBERT's rewinding between pruning steps; r = 0.1 there). 1 before the
+      first event.
+    - `cooldown_decay`: after the last event the factor falls from 1 towards 0 at the last step, linearly or
+      along a half cosine (fine-tuning the final masks with a decaying rate); `none` keeps it at 1.
+
+    `k` is the number of optimizer steps done, so `factor(k)` is the rate of step k + 1: an event after
+    step e starts its interval at factor(e) = 1.
+    """
+    import math
+
+    if cooldown_decay not in COOLDOWN_LR_DECAYS:
+        raise UserError(f"--cooldown_lr_decay {cooldown_decay!r} is not one of {', '.join(COOLDOWN_LR_DECAYS)}.")
+    if rewind_ratio is not None and not 0.0 <= rewind_ratio <= 1.0:
+        raise UserError(f"--lr_rewind_ratio must be in [0, 1] (got {rewind_ratio}).", hint="oBERT used 0.1")
+    if cooldown_decay == "none" and rewind_ratio is None:
+        return None
+    events = sorted(set(event_steps))
+    last = events[-1] if events else 0
+
+    def factor(k: int) -> float:
+        if k >= last:
+            if cooldown_decay == "none" or total_steps <= last:
+                return 1.0
+            fraction = min(1.0, (k - last) / (total_steps - last))
+            return 1.0 - fraction if cooldown_decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * fraction))
+        if rewind_ratio is None or k < events[0]:
+            return 1.0
+        i = next(j for j in range(len(events) - 1, -1, -1) if events[j] <= k)
+        fraction = (k - events[i]) / (events[i + 1] - events[i])
+        return 1.0 - (1.0 - rewind_ratio) * fraction
+
+    return factor
+
+
 def build_recipe(prune: PruneConfig, steps: dict[str, int]):
     """The run's recipe: the --recipe file (or an empty one), with command-line values as global values.
 
@@ -57,6 +99,7 @@ def build_recipe(prune: PruneConfig, steps: dict[str, int]):
     recipe = load_recipe(prune.recipe) if prune.recipe else Recipe.from_dict({}, source="command line")
     explicit = {
         "target_sparsity": prune.target_sparsity,
+        "initial_sparsity": prune.initial_sparsity,
         "pattern": prune.pruning_pattern,
         "pruning_type": prune.pruning_type,
         "pruning_scope": prune.pruning_scope,
@@ -133,6 +176,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     distill = cfg.distill or DistillConfig()
     # Validate the recipe and pruning options first: a typo should cost a second, not a model load.
     build_recipe(prune, {"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": 1})
+    pruning_lr_factor([0], 1, cooldown_decay=prune.cooldown_lr_decay, rewind_ratio=prune.lr_rewind_ratio)
     model, tokenizer, data, tokenized = jobs.prepare_training(cfg, check_output=not prune.dry_run)
     adam_beta2 = 0.9 if cfg.train.adam_beta2 is None else cfg.train.adam_beta2  # the reference example's betas
     trainer = Trainer(cfg, model, tokenizer, tokenized, adam_beta2=adam_beta2)
@@ -157,8 +201,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
 
         teacher_path = distill.teacher_model_name_or_path or cfg.train.model_name_or_path
         teacher, _ = jobs.load_model_and_tokenizer(teacher_path, data, cfg, training=False)
-        check_teacher_compatible(trainer.unwrapped_model.config, teacher.config, distill.distill_type)
         distiller = Distiller(teacher, distill).to(trainer.accelerator.device)
+        check_teacher_compatible(trainer.unwrapped_model.config, teacher.config, distill.distill_type,
+                                 hidden=distiller.uses_hidden)
         trainer.set_loss_fn(distiller)
         trainer.output_hidden_states = distiller.output_hidden_states
         if is_main:
@@ -168,6 +213,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             )
 
     trainer.add_plugin(pruner)
+    events = sorted({step for group in pruner.groups for step in group.schedule.event_steps()})
+    trainer.set_lr_factor(pruning_lr_factor(events, trainer.max_train_steps, cooldown_decay=prune.cooldown_lr_decay,
+                                            rewind_ratio=prune.lr_rewind_ratio))
     results = trainer.fit()
 
     resolved = pruner.resolved_recipe()

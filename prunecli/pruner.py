@@ -117,7 +117,8 @@ class _Group:
         self.lock = cfg.pruning_type == "pattern_lock"
         self.criterion: Criterion | None = None if self.lock else make_criterion(cfg.pruning_type)
         self.schedule = Schedule(
-            cfg.start_step, cfg.end_step, cfg.pruning_frequency, cfg.target_sparsity, cfg.sparsity_decay_type
+            cfg.start_step, cfg.end_step, cfg.pruning_frequency, cfg.target_sparsity, cfg.sparsity_decay_type,
+            cfg.initial_sparsity,
         )
         self.numel = sum(layer.numel for layer in layers)
         self.done_index = -1  # latest schedule event processed

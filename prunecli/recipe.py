@@ -46,6 +46,7 @@ SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 #: Built-in defaults (Intel Neural Compressor 2.x WeightPruningConfig).
 DEFAULTS: dict[str, Any] = {
     "target_sparsity": 0.9,
+    "initial_sparsity": 0.0,
     "pattern": "4x1",
     "pruning_type": "snip_momentum",
     "pruning_scope": "global",
@@ -97,6 +98,10 @@ class PruningGroup(BaseModel):
 
     target_sparsity: Fraction | None = Field(
         None, description="Final fraction of zero weights in the group's layers, in [0, 1)."
+    )
+    initial_sparsity: Fraction | None = Field(
+        None, description="Sparsity the first pruning event reaches at once (oBERT-style one-shot start); the "
+        "schedule then grows it to target_sparsity. 0: start from the dense model."
     )
     pattern: Annotated[str, Field(strict=True), AfterValidator(_pattern)] | None = Field(
         None,
@@ -262,6 +267,7 @@ class ResolvedGroup:
     index: int
     path: str
     target_sparsity: float
+    initial_sparsity: float
     pattern: str
     pruning_type: str
     pruning_scope: str
@@ -336,6 +342,13 @@ def _check_group(values: dict[str, Any], origin: dict[str, str], source: str | N
                 path=blame("min_sparsity_ratio_per_op", "target_sparsity"),
                 source=source,
             )
+    if values["initial_sparsity"] > target + 1e-12:
+        raise RecipeError(
+            f"initial_sparsity {values['initial_sparsity']} is above target_sparsity {target}",
+            "The first event prunes initial_sparsity at once; the schedule then grows it to the target.",
+            path=blame("initial_sparsity", "target_sparsity"),
+            source=source,
+        )
     end_step_set = origin["end_step"].endswith("end_step")
     if values["start_step"] > values["end_step"] and (end_step_final or end_step_set):
         raise RecipeError(
@@ -397,6 +410,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 _FIELD_HINTS = {
     "target_sparsity": "A fraction of weights set to zero, e.g. 0.9 (90%).",
+    "initial_sparsity": "A fraction in [0, target_sparsity], e.g. 0.7.",
     "min_sparsity_ratio_per_op": "A fraction in [0, 1), e.g. 0.5.",
     "max_sparsity_ratio_per_op": "A fraction in (0, 1], e.g. 0.98.",
     "pattern": 'Examples: "4x1", "1x1", "2:4", "1xchannel", "channelx1".',

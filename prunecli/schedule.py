@@ -61,8 +61,8 @@ def decayed_sparsity(decay: str, fraction: float, target: float, initial: float 
 class Schedule:
     """Pruning events between `start_step` and `end_step` and the target sparsity at each.
 
-    Contract: `target_sparsity_at(step)` is non-decreasing in `step`, equals `initial` before the
-    first event, equals `target` from the last event on, and only changes at event steps.
+    Contract: `target_sparsity_at(step)` is non-decreasing in `step`, is 0 before the
+    first event, `initial` at it, equals `target` from the last event on, and only changes at event steps.
     """
 
     start_step: int
@@ -108,7 +108,7 @@ class Schedule:
 
     def target_at_event(self, index: int) -> float:
         if index < 0:
-            return self.initial
+            return 0.0  # before the first event nothing is pruned; event 0 jumps to `initial`
         last = self.num_events - 1
         if index >= last:
             return self.target

@@ -367,16 +367,34 @@ class Trainer:
         else:
             self.num_train_epochs = tc.num_train_epochs
             self.max_train_steps = self.num_train_epochs * self.update_steps_per_epoch
-        self.lr_scheduler = self._make_scheduler(raw_optimizer)
+        self._raw_optimizer = raw_optimizer
+        self.metric_driven_scheduler = tc.lr_scheduler_type in METRIC_DRIVEN_SCHEDULERS
+        self.lr_factor: Callable[[int], float] | None = None
+        self.lr_scheduler = None  # built by fit(), once every plug-in has had its say (set_lr_factor)
 
     # -- construction helpers -----------------------------------------------------------------------------
 
-    def _make_scheduler(self, optimizer):
+    def set_lr_factor(self, factor: Callable[[int], float] | None) -> None:
+        """Multiply the learning-rate schedule by `factor(optimizer_step)` (e.g. a decay in the cool-down).
+
+        Must be called before `fit()`. The factor is a pure function of the step, so a resumed run gets
+        the same learning rates; metric-driven schedulers cannot take one.
+        """
+        if factor is not None and self.metric_driven_scheduler:
+            raise UserError(f"--lr_scheduler_type {self.cfg.train.lr_scheduler_type} sets the learning rate from "
+                            "the evaluation loss; it cannot be combined with a learning-rate decay or rewinding "
+                            "from the pruning schedule.", hint="use a step-based scheduler such as constant or linear.")
+        if self.lr_scheduler is not None:
+            raise RuntimeError("set_lr_factor() must be called before fit()")
+        self.lr_factor = factor
+
+    def _make_scheduler(self):
+        from torch.optim.lr_scheduler import LambdaLR
         from transformers import get_scheduler
 
         tc = self.cfg.train
         name = tc.lr_scheduler_type
-        self.metric_driven_scheduler = name in METRIC_DRIVEN_SCHEDULERS
+        optimizer = self._raw_optimizer
         if self.metric_driven_scheduler:
             # Stepped once per epoch with the evaluation loss; kept out of accelerate (it would step it per process).
             return get_scheduler(name, optimizer)
@@ -385,6 +403,10 @@ class Trainer:
         extra = SCHEDULER_DEFAULTS.get(name, lambda total: {})(self.max_train_steps * n)
         scheduler = get_scheduler(name, optimizer, num_warmup_steps=tc.num_warmup_steps * n,
                                   num_training_steps=self.max_train_steps * n, scheduler_specific_kwargs=extra)
+        if self.lr_factor is not None:
+            factor = self.lr_factor
+            base = list(scheduler.lr_lambdas)
+            scheduler = LambdaLR(optimizer, [lambda k, f=f: f(k) * factor(k // n) for f in base])
         return self.accelerator.prepare(scheduler)
 
     @property
@@ -464,6 +486,8 @@ class Trainer:
         acc = self.accelerator
         wall_start = time.perf_counter()
         resume = self._prepare_run_folder()
+        if self.lr_scheduler is None:
+            self.lr_scheduler = self._make_scheduler()  # before a resume: accelerate restores its state
         start_epoch, skip_batches = 0, 0
         train_seconds, examples_seen = 0.0, 0
         if resume is not None:

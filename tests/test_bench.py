@@ -9,6 +9,7 @@ import pytest
 
 from bench import glue_data, render_results
 from bench.run_glue_bench import (
+    METHODS,
     PATTERNS,
     PRUNECLI_VARIANTS,
     TOOLS,
@@ -16,7 +17,9 @@ from bench.run_glue_bench import (
     cost_figures,
     last_json,
     pair_todo,
+    is_tool,
     resolve_plan,
+    tool_flags,
 )
 from tests.helpers import write_glue_mrpc_folder, write_glue_sst2_folder
 
@@ -210,6 +213,15 @@ def test_every_prunecli_variant_passes_real_prune_options():
     assert set(PRUNECLI_VARIANTS) == {t for t in TOOLS if t.startswith("prunecli")}
     for tool, flags in PRUNECLI_VARIANTS.items():
         assert all(f in spellings for f in flags if f.startswith("--")), tool
+    for method, flags in METHODS.items():
+        assert all(f in spellings for f in flags if f.startswith("--")), method
+
+
+def test_methods_combine_with_a_batching_variant():
+    assert tool_flags("prunecli-plain+kd+cool") == [*PRUNECLI_VARIANTS["prunecli-plain"], *METHODS["kd"],
+                                                    *METHODS["cool"]]
+    assert tool_flags("inc") is None
+    assert is_tool("prunecli+kd") and is_tool("inc") and not is_tool("inc+kd") and not is_tool("prunecli+nope")
 
 
 def test_resume_reruns_a_prunecli_inc_pair_together_and_variants_alone():

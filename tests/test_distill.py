@@ -116,12 +116,13 @@ def test_cache_is_exact_across_paddings_and_saves_teacher_calls(distill_type):
     fresh = Distiller(teacher, cfg, use_cache=False)
     epoch1 = [_batch([0, 1], [4, 6], 6), _batch([2, 3], [3, 5], 5)]
     epoch2 = [_batch([3, 0], [5, 4], 8), _batch([1, 2], [6, 3], 6)]  # reshuffled, other padding
+    kind = "hidden" if distill_type == "hidden_mse" else "logits"
     for batch in epoch1:
         cached.teacher_outputs(batch)
     calls_after_first_epoch = cached.teacher_forward_calls
     for batch in epoch2:
-        a = cached.teacher_outputs(batch)
-        b = fresh.teacher_outputs(batch)
+        a = cached.teacher_outputs(batch)[kind]
+        b = fresh.teacher_outputs(batch)[kind]
         real = batch["attention_mask"].bool()
         if distill_type == "hidden_mse":
             assert torch.allclose(a[real], b[real], atol=1e-5)
@@ -151,9 +152,9 @@ def test_cache_stores_real_tokens_whatever_the_padding_side():
     right = _batch([0, 1, 2], [4, 6, 2], 6)
     cached.teacher_outputs(right)  # fills the cache from right-padded rows
     left = _left_padded(_batch([2, 0, 1], [2, 4, 6], 7))
-    from_cache = cached.teacher_outputs(left)
+    from_cache = cached.teacher_outputs(left)["hidden"]
     assert cached.teacher_forward_calls == 1
-    fresh = Distiller(teacher, cfg, use_cache=False).teacher_outputs(right)
+    fresh = Distiller(teacher, cfg, use_cache=False).teacher_outputs(right)["hidden"]
     real_left = left["attention_mask"].bool()
     assert torch.equal(from_cache[~real_left], torch.zeros_like(from_cache[~real_left]))
     for row_left, row_right in ((0, 2), (1, 0), (2, 1)):
@@ -200,3 +201,63 @@ def test_bad_options_and_incompatible_teacher():
     check_teacher_compatible(tiny_bert_config(), tiny_bert_config(hidden_size=64), "logits_kl")
     with pytest.raises(UserError, match="vocabulary"):
         check_teacher_compatible(tiny_bert_config(), tiny_bert_config(vocab_size=99), "logits_kl")
+
+
+def _deeper_teacher():
+    from transformers import BertForSequenceClassification
+
+    torch.manual_seed(3)
+    return BertForSequenceClassification(tiny_bert_config(num_hidden_layers=4))
+
+
+def test_all_layers_match_every_student_layer_through_the_uniform_layer_map():
+    student, _ = _models()
+    teacher = _deeper_teacher()  # 4 layers for a 2-layer student: student 1 -> teacher 2, student 2 -> teacher 4
+    batch = _batch([0, 1, 2], [5, 3, 7], 7)
+    out = _student_outputs(student, batch, True)
+    cfg = DistillConfig(distill_loss_weight=3.0, distill_hidden_layers="all")
+    d = Distiller(teacher, cfg, use_cache=False)
+    loss, parts = d(batch, out)
+    assert d.layer_map(2) == [(1, 2), (2, 4)]
+    with torch.no_grad():
+        t = teacher.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         token_type_ids=batch["token_type_ids"], output_hidden_states=True).hidden_states
+    mask = batch["attention_mask"]
+    per_layer = [masked_mse(out.hidden_states[s], t[j], mask) for s, j in ((1, 2), (2, 4))]
+    assert loss.item() == pytest.approx(3.0 * sum(x.item() for x in per_layer) / 2, rel=1e-5)
+    assert parts["distill_loss"] == pytest.approx(sum(x.item() for x in per_layer) / 2, rel=1e-5)
+    last_only = Distiller(teacher, DistillConfig(distill_loss_weight=3.0), use_cache=False)(batch, out)[0]
+    assert abs(last_only.item() - loss.item()) > 1e-6  # "all" is not the last layer alone
+
+
+def test_all_layer_cache_is_exact():
+    student, teacher = _models()
+    cfg = DistillConfig(distill_loss_weight=1.0, distill_hidden_layers="all")
+    cached, fresh = Distiller(teacher, cfg), Distiller(teacher, cfg, use_cache=False)
+    out = _student_outputs(student, _batch([0, 1], [4, 6], 6), True)
+    first, _ = cached(_batch([0, 1], [4, 6], 6), out)
+    again = _batch([1, 0], [6, 4], 9)
+    out2 = _student_outputs(student, again, True)
+    assert cached(again, out2)[0].item() == pytest.approx(fresh(again, out2)[0].item(), rel=1e-5)
+    assert cached.teacher_forward_calls == 1
+
+
+def test_logits_kl_with_a_hidden_term_and_pure_kd():
+    student, teacher = _models()
+    batch = _batch([3, 4], [4, 6], 6)
+    out = _student_outputs(student, batch, True)
+    cfg = DistillConfig(distill_type="logits_kl", distill_loss_weight=1.0, distill_alpha=1.0, distill_temperature=2,
+                        distill_hidden_weight=0.5)
+    d = Distiller(teacher, cfg, use_cache=False)
+    assert d.output_hidden_states
+    loss, parts = d(batch, out)
+    with torch.no_grad():
+        t = teacher(**{k: v for k, v in batch.items() if k not in ("example_id", "labels")}, output_hidden_states=True)
+    kl = kl_with_temperature(out.logits, t.logits, 2.0)
+    mse = masked_mse(out.hidden_states[-1], t.hidden_states[-1], batch["attention_mask"])
+    assert loss.item() == pytest.approx(kl.item() + 0.5 * mse.item(), rel=1e-5)  # alpha 1: no label loss at all
+    assert parts["hidden_loss"] == pytest.approx(mse.item(), rel=1e-5)
+    with pytest.raises(UserError, match="distill_hidden_weight"):
+        Distiller(teacher, DistillConfig(distill_hidden_weight=1.0))
+    with pytest.raises(UserError, match="distill_hidden_layers"):
+        Distiller(teacher, DistillConfig(distill_hidden_layers="some"))

@@ -280,3 +280,39 @@ def test_train_results_record_throughput(workdir):
     results = json.loads((out / "train_results.json").read_text())
     assert results["completed_steps"] == 12 and results["train_examples_per_second"] > 0
     assert len(results["epochs"]) == 3
+
+
+def test_pruning_lr_factor_rewinds_at_events_and_decays_in_the_cool_down():
+    from prunecli.prune_job import pruning_lr_factor
+
+    assert pruning_lr_factor([10, 20], 40) is None  # nothing asked: the schedule is left alone
+    f = pruning_lr_factor([10, 20, 30], 50, cooldown_decay="linear", rewind_ratio=0.1)
+    assert [f(k) for k in (0, 9)] == [1.0, 1.0]  # warm-up: untouched
+    assert f(10) == 1.0 and f(15) == pytest.approx(0.55) and f(19) == pytest.approx(0.19)
+    assert f(20) == 1.0  # rewound at the next event
+    assert f(30) == 1.0 and f(40) == pytest.approx(0.5) and f(49) == pytest.approx(0.05)
+    cosine = pruning_lr_factor([10], 30, cooldown_decay="cosine")
+    assert cosine(5) == 1.0 and cosine(20) == pytest.approx(0.5) and cosine(29) < 0.01
+    from prunecli.errors import UserError
+
+    with pytest.raises(UserError, match="cooldown_lr_decay"):
+        pruning_lr_factor([1], 2, cooldown_decay="step")
+    with pytest.raises(UserError, match="lr_rewind_ratio"):
+        pruning_lr_factor([1], 2, rewind_ratio=1.5)
+
+
+def test_cooldown_lr_decay_and_initial_sparsity_reach_the_run(workdir, tmp_path):
+    out = workdir / "lrdecay"
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"target_sparsity": 0.8, "initial_sparsity": 0.5, "pattern": "4x1",
+                                  "pruning_frequency": 1}))
+    _prune(workdir, out, "--recipe", str(recipe), "--cooldown_lr_decay", "linear")
+    log = _log(out)
+    steps_per_epoch = len(log) // 3
+    cool = [r["lr"] for r in log[2 * steps_per_epoch:]]
+    assert all(r["lr"] == pytest.approx(1e-3) for r in log[: 2 * steps_per_epoch])
+    # the logged lr is the one the next step will use: it reaches 0 after the last step
+    assert cool == sorted(cool, reverse=True) and cool[0] < 1e-3 and cool[-1] == 0.0
+    first_event = log[steps_per_epoch - 1]  # the event after the warm-up epoch jumps to 0.5 at once
+    assert first_event["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert log[-1]["sparsity"] == pytest.approx(0.8, abs=0.01)

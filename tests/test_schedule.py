@@ -83,7 +83,7 @@ def test_schedule_is_monotone_ends_at_target_and_changes_only_at_events(
     s = Schedule(start, start + span, frequency, target, decay, initial)
     values = [s.target_sparsity_at(step) for step in range(0, start + span + 5)]
     assert all(b >= a for a, b in zip(values, values[1:], strict=False))
-    assert values[0] == (initial if start > 0 else s.target_at_event(0))
+    assert values[0] == (0.0 if start > 0 else s.target_at_event(0))
     assert s.target_sparsity_at(s.last_event_step) == target
     assert values[-1] == target
     for step in range(1, len(values)):
