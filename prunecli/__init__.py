@@ -3,7 +3,8 @@
 The library works without the CLI. The public API is imported lazily so that
 `import prunecli` (and `prunecli --help`) stays fast and torch-free until needed::
 
-    from prunecli import Pruner, Recipe
+    from prunecli import Pruner, load_recipe, sparsity_report
+    from prunecli import PruningCallback  # for transformers.Trainer
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Pruner": "prunecli.pruner",
-    "Recipe": "prunecli.recipe",
-    "PruningGroup": "prunecli.recipe",
-    "load_recipe": "prunecli.recipe",
+    "Pruner": "prunecli.sparsity.pruner",
+    "Recipe": "prunecli.sparsity.recipe",
+    "PruningGroup": "prunecli.sparsity.recipe",
+    "load_recipe": "prunecli.sparsity.recipe",
+    "register_criterion": "prunecli.sparsity.criteria",
     "sparsity_report": "prunecli.report",
+    "PruningCallback": "prunecli.training.callback",
 }
 
 __all__ = ["__version__", *_LAZY]

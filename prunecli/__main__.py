@@ -1,4 +1,4 @@
-from prunecli.cli import main
+from prunecli.cli.app import main
 
 if __name__ == "__main__":
     main()

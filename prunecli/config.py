@@ -11,6 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+#: `prunecli evaluate`'s default batch size: no gradients are kept, so batches can be larger than in training.
+EVALUATE_BATCH_SIZE = 32
+
 
 @dataclass
 class DataConfig:
@@ -48,13 +51,12 @@ class TrainConfig:
     adam_epsilon: float = 1e-8  # torch's and the HF Trainer's default (INC's example: 1e-6)
     max_grad_norm: float | None = None
     seed: int = 42
-    # batches of similar length (less padding, ~1.4x faster on GLUE); off by default: it scored lower than plain
-    # shuffled batches in a 3-seed MRPC 2:4 A/B (BENCHMARKS.md); see prunecli/sampling.py
-    group_by_length: bool = False
+    group_by_length: bool = False  # batches of similar length: less padding (prunecli/training/sampling.py)
     mixed_precision: str = "no"  # no | fp16 | bf16
     overwrite_output_dir: bool = False
     resume_from_checkpoint: str | None = None
     checkpointing_steps: str | None = None  # an integer N or "epoch"
+    checkpoints_total_limit: int | None = None  # keep only the newest N resumable states (None: all)
     report_to: str | None = None  # accelerate trackers: tensorboard, wandb, all ...
     log_level: str = "info"
     trust_remote_code: bool = False

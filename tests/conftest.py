@@ -41,7 +41,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 def minilm_available() -> bool:
     try:
-        from prunecli.demo_data import minilm_path
+        from prunecli.data.demo import minilm_path
 
         return minilm_path() is not None
     except Exception:
@@ -59,7 +59,7 @@ def minilm_mrpc_dense(tmp_path_factory) -> Path:
     """all-MiniLM-L6-v2 fine-tuned for one epoch on genuine MRPC (slow tests only; built once per session)."""
     from typer.testing import CliRunner
 
-    from prunecli.cli import app
+    from prunecli.cli.app import app
 
     out = tmp_path_factory.mktemp("minilm") / "dense_mrpc"
     result = CliRunner().invoke(app, [

@@ -1,0 +1,100 @@
+"""`prunecli evaluate CHECKPOINT`: score a checkpoint with its task's GLUE metric."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from prunecli.cli.options import EVALUATE_DATA_OPTIONS, EvalBS, Seed, TrustRemote, with_options
+from prunecli.config import EVALUATE_BATCH_SIZE, DataConfig, RunConfig
+
+NAME = "evaluate"
+logger = logging.getLogger("prunecli")
+_DATA_SOURCE_FIELDS = ("task_name", "data_dir", "validation_file")
+
+
+@with_options(EVALUATE_DATA_OPTIONS,
+              {"per_device_eval_batch_size": EvalBS, "seed": Seed, "trust_remote_code": TrustRemote},
+              defaults={"per_device_eval_batch_size": EVALUATE_BATCH_SIZE})
+def command(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint folder written by prunecli or any HF model.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    **options: Any,
+) -> None:
+    """Score a checkpoint with the GLUE metric of its task."""
+    from prunecli.cli.app import run_config
+
+    options.pop("train_file", None)  # finetune's data options can be reused as they are
+    run(checkpoint, run_config(options), as_json=as_json)
+
+
+def _defaults_from_checkpoint(checkpoint: str, data_cfg: DataConfig) -> DataConfig:
+    """With no data option given, evaluate on the data recorded in the checkpoint's run_args.json."""
+    from prunecli.data.demo import resolve_model_path
+    from prunecli.training import checkpoint as ckpt
+
+    if any(getattr(data_cfg, f) for f in (*_DATA_SOURCE_FIELDS, "train_file")):
+        return data_cfg
+    run_args = Path(resolve_model_path(checkpoint)) / ckpt.RUN_ARGS
+    try:
+        recorded = json.loads(run_args.read_text(encoding="utf-8")).get("data", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return data_cfg
+    if not any(recorded.get(f) for f in _DATA_SOURCE_FIELDS):
+        return data_cfg
+    defaults = DataConfig()
+    merged = DataConfig(**vars(data_cfg))
+    for key in (*_DATA_SOURCE_FIELDS, "max_length", "pad_to_max_length"):
+        if key in recorded and getattr(data_cfg, key) == getattr(defaults, key):
+            setattr(merged, key, recorded[key])
+    logger.info("no data options: using those recorded in %s", run_args)
+    return merged
+
+
+def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any]:
+    """Score a checkpoint on the evaluation split(s); print a rich table or, with as_json, JSON on stdout.
+
+    Returns {"checkpoint", "task_name", "data", "num_examples", "metrics"}.
+    """
+    from transformers import set_seed
+
+    from prunecli.cli.tables import render_metrics
+    from prunecli.data.sources import load_task_data
+    from prunecli.data.tokenize import tokenize_task_data
+    from prunecli.training import checkpoint as ckpt
+    from prunecli.training.models import load_model_and_tokenizer
+    from prunecli.training.progress import setup_logging
+    from prunecli.training.setup import partial_state
+    from prunecli.training.trainer import Trainer
+
+    state = partial_state()
+    setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level,
+                  state.is_main_process)
+    cfg.data = _defaults_from_checkpoint(checkpoint, cfg.data)
+    with state.main_process_first():
+        data = load_task_data(cfg.data, need_train=False, seed=cfg.train.seed)
+    set_seed(cfg.train.seed)
+    model, tokenizer = load_model_and_tokenizer(checkpoint, data, cfg, training=False)
+    with state.main_process_first():
+        tokenized = tokenize_task_data(data, tokenizer, cfg.data, None if data.is_regression else model.config.label2id)
+    # Evaluation writes nothing: no output folder, trackers or checkpoints, whatever the config says.
+    eval_train = dataclasses.replace(cfg.train, output_dir=None, report_to=None, checkpointing_steps=None)
+    trainer = Trainer(RunConfig(data=cfg.data, train=eval_train), model, tokenizer, tokenized)
+    metrics = trainer.evaluate()
+    result = {
+        "checkpoint": checkpoint, "task_name": data.task_name, "data": data.source,
+        "num_examples": {name: len(ds) for name, ds in data.eval_splits.items()}, "metrics": metrics,
+    }
+    if trainer.is_main_process:
+        if as_json:
+            sys.stdout.write(ckpt.json_text(result))
+            sys.stdout.flush()
+        else:
+            render_metrics(result)
+    return result

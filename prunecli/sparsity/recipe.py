@@ -1,0 +1,520 @@
+"""Pruning recipes: one pydantic model validates JSON recipes and generates their JSON Schema.
+
+A recipe is data. Top-level keys are global defaults; `pruning_configs` is a list of local
+groups, and a key set in a group wins over the top-level one (Intel Neural Compressor 2.x
+semantics), which wins over the built-in defaults (INC 2.x `WeightPruningConfig`). With no
+`pruning_configs` the top-level keys form the only group. Command-line options act as top-level
+values (`Recipe.with_globals`), so a group's own keys still win over them.
+
+Every mistake a user can make raises `prunecli.errors.RecipeError` with the JSON path of the
+offending key (`pruning_configs[1].pattern`), the file, and a hint: unknown keys (with the
+closest valid key), wrong types and ranges, bad patterns, N:M with N >= M, a target above what
+N:M allows, inconsistent steps or per-layer bounds. Unlike INC, unknown keys are errors, not
+warnings: a misspelt `target_sparsty` silently pruning to the default 0.9 is worse than a stop.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
+
+from prunecli.errors import RecipeError
+from prunecli.sparsity.patterns import NMPattern, PatternError, parse_pattern
+
+OP_TYPES = ("Linear", "Conv1D")
+PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1)\s*$"
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+PROGRESSIVE_SUFFIX = "_progressive"
+PATTERN_LOCK = "pattern_lock"
+
+
+@dataclass(frozen=True)
+class PruningType:
+    """A parsed `pruning_type`: the score criterion, and whether new units are pruned progressively.
+
+    `pattern_lock` has no criterion: it keeps the zeros present at the start and prunes nothing new.
+    """
+
+    name: str
+    criterion: str | None
+    progressive: bool
+
+    @property
+    def lock(self) -> bool:
+        return self.criterion is None
+
+
+def parse_pruning_type(name: str) -> PruningType:
+    """The one parser of pruning types: `CRITERION[_progressive]` (criteria registered in `criteria.py`) or
+    `pattern_lock`. Raises ValueError naming the valid types."""
+    from prunecli.sparsity.criteria import criterion_names
+
+    if name == PATTERN_LOCK:
+        return PruningType(name, None, False)
+    progressive = name.endswith(PROGRESSIVE_SUFFIX)
+    base = name[: -len(PROGRESSIVE_SUFFIX)] if progressive else name
+    if base not in criterion_names():
+        raise _ChoiceError(f"{name!r} is not a valid `pruning_type`", pruning_types())
+    return PruningType(name, base, progressive)
+
+
+def pruning_types() -> list[str]:
+    """Every valid `pruning_type`: each registered criterion, its `_progressive` form, and pattern_lock."""
+    from prunecli.sparsity.criteria import criterion_names
+
+    names = list(criterion_names())
+    return [*names, PATTERN_LOCK, *(n + PROGRESSIVE_SUFFIX for n in names)]
+
+
+class _ChoiceError(ValueError):
+    """A value outside a set of choices; `choices` feed the did-you-mean hint."""
+
+    def __init__(self, message: str, choices: list[str]):
+        super().__init__(message)
+        self.choices = choices
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ValueError(f"not a valid regular expression: {err}") from None
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        parse_pattern(value)
+    except PatternError as err:
+        raise ValueError(str(err)) from None
+    return value.strip()
+
+
+def _pruning_type(value: str) -> str:
+    parse_pruning_type(value)
+    return value
+
+
+def _frequency(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError("must be >= 1 (optimizer steps between pruning events) or -1 (about 40 events)")
+    return value
+
+
+def _not_a_string(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(f'must be a list of strings, e.g. ["{value}"]')
+    return value
+
+
+Regex = Annotated[str, Field(strict=True), AfterValidator(_regex)]
+Regexes = Annotated[tuple[Regex, ...], BeforeValidator(_not_a_string)]
+Fraction = Annotated[float, Field(strict=True, ge=0.0, lt=1.0)]
+Step = Annotated[int, Field(strict=True, ge=0)]
+
+
+class GroupSettings(BaseModel):
+    """Every key of a pruning group with its built-in default: the one home of the recipe's defaults.
+
+    The defaults are Intel Neural Compressor 2.x `WeightPruningConfig`'s, with the pooler excluded as in
+    INC's GLUE example (so `Pruner(model, {...})` from Python and `prunecli prune` prune the same layers).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_sparsity: Fraction = Field(
+        0.9, description="Final fraction of zero weights in the group's layers, in [0, 1)."
+    )
+    initial_sparsity: Fraction = Field(
+        0.0, description="Sparsity the first pruning event reaches at once (oBERT-style one-shot start); the "
+        "schedule then grows it to target_sparsity. 0: start from the dense model."
+    )
+    pattern: Annotated[str, Field(strict=True), AfterValidator(_pattern)] = Field(
+        "4x1",
+        description='Sparsity structure: NxM blocks ("4x1", "1x1" unstructured, "2x2"), N:M ("2:4" keeps 2 of '
+        'every 4 consecutive input weights), "1xchannel" (whole output rows) or "channelx1" (whole input columns).',
+        json_schema_extra={"pattern": PATTERN_REGEX, "examples": ["4x1", "1x1", "2:4", "1xchannel"]},
+    )
+    pruning_type: Annotated[str, Field(strict=True), AfterValidator(_pruning_type)] = Field(
+        "snip_momentum",
+        description="Score: snip_momentum (0.9 * score + |W*G| every optimizer step), snip |W*G|, magnitude |W|, "
+        "gradient |G|, or a criterion registered with prunecli.sparsity.criteria.register_criterion; a "
+        "_progressive suffix prunes each event's new units over 4 stages; pattern_lock keeps the zeros present "
+        "at the start and prunes nothing new.",
+        json_schema_extra={"examples": ["snip_momentum", "snip_momentum_progressive", "magnitude", "pattern_lock"]},
+    )
+    pruning_scope: Literal["global", "local"] = Field(
+        "global", description="global: one threshold across the group's layers; local: every layer gets the target."
+    )
+    sparsity_decay_type: Literal["exp", "cos", "linear", "cube"] = Field(
+        "exp", description="How the target grows from event to event."
+    )
+    pruning_frequency: Annotated[int, Field(strict=True), AfterValidator(_frequency)] = Field(
+        1, description="Optimizer steps between pruning events; -1: about 40 events between start and end."
+    )
+    start_step: Step = Field(0, description="Optimizer step of the first pruning event.")
+    end_step: Step = Field(
+        0, description="Last optimizer step with a pruning event; masks are fixed after it (cool-down)."
+    )
+    op_names: Regexes = Field(
+        (), description="Regular expressions (re.search on module names) of layers to prune; empty: all."
+    )
+    excluded_op_names: Regexes = Field(
+        ("pooler",), description="Regular expressions (re.search on module names) of layers never to prune."
+    )
+    pruning_op_types: Annotated[tuple[Literal[OP_TYPES], ...], Field(min_length=1),  # type: ignore[valid-type]
+                                BeforeValidator(_not_a_string)] = Field(
+        ("Linear",),
+        description='Module classes to prune: "Linear" (torch.nn.Linear), "Conv1D" (GPT-2 style [in, out]).',
+    )
+    min_sparsity_ratio_per_op: Fraction = Field(
+        0.0, description="Global scope: lowest sparsity any layer of the group ends with."
+    )
+    max_sparsity_ratio_per_op: Annotated[float, Field(strict=True, gt=0.0, le=1.0)] = Field(
+        0.98, description="Highest sparsity any layer of the group may reach."
+    )
+    criterion_reduce_type: Literal["mean", "sum", "max"] = Field(
+        "mean", description="How a block's score is made from its weights' scores."
+    )
+
+
+#: The built-in defaults, JSON-able (read from GroupSettings, never restated).
+DEFAULTS: dict[str, Any] = GroupSettings().model_dump(mode="json")
+KEYS = tuple(GroupSettings.model_fields)
+
+
+def _unset_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s fields, each optional with default None ("not set here"), same validation and description."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (annotation | None, Field(None, description=info.description,
+                                                 json_schema_extra=info.json_schema_extra))
+    return fields
+
+
+_LAYERS_FIELD = (
+    list[Annotated[str, Field(strict=True)]] | None,
+    Field(None, description="Written by prunecli in prune_recipe.json: the layers the group pruned. When present, "
+          "the group must match exactly these layers."),
+)
+
+
+class _GroupBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    @field_validator("layers", mode="before", check_fields=False)
+    @classmethod
+    def _layers_not_string(cls, value: Any) -> Any:
+        return _not_a_string(value)
+
+
+#: One group as written in a recipe: every key of GroupSettings, optional (None: not set here), plus `layers`.
+PruningGroup = create_model(
+    "PruningGroup", __base__=_GroupBase, __doc__="One group of layers and how to prune them; unset keys inherit.",
+    **_unset_fields(GroupSettings), layers=_LAYERS_FIELD,
+)
+
+
+class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
+    """A whole recipe: top-level defaults plus optional local groups in `pruning_configs`."""
+
+    schema_: str | None = Field(None, alias="$schema", description="Ignored: lets editors find the schema.")
+    pruning_configs: list[PruningGroup] | None = Field(  # type: ignore[valid-type]
+        None, description="Local groups; a key set in a group wins over the top-level one."
+    )
+    excluded_heads: list[str] | None = Field(
+        None, description="Written by prunecli in prune_recipe.json (the classification head it never prunes); "
+        "ignored on input."
+    )
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the recipe came from (None for dicts and defaults)."""
+        return self._source
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> Recipe:
+        """Validate a parsed JSON object; every failure is a RecipeError naming the JSON path."""
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"a recipe is a JSON object, got {type(data).__name__}",
+                'Start from {"target_sparsity": 0.9, "pattern": "4x1"} or see docs/recipes.md.',
+                source=source,
+            )
+        try:
+            recipe = cls.model_validate(data)
+        except ValidationError as err:
+            raise _recipe_error(err, data, source) from None
+        recipe._source = source
+        # cross-key checks (N:M limit, steps, per-layer bounds); an unset end_step may still be filled in
+        # (`prune` computes it from epochs), so start_step is compared only with an end_step that was set
+        recipe.resolve(end_step_final=False)
+        return recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys that are set, JSON-able, as they would be written in a file."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def with_globals(self, **values: Any) -> Recipe:
+        """A copy whose top-level keys are overridden by the non-None `values` (command-line options).
+
+        Local groups still win over these. `pruning_pattern` is accepted as a spelling of `pattern`
+        (the CLI option's name). An unknown name is a bug in the caller (TypeError); a bad value is
+        the user's (RecipeError attributed to the command line).
+        """
+        if "pruning_pattern" in values:
+            alias = values.pop("pruning_pattern")
+            if values.get("pattern") is None:
+                values["pattern"] = alias
+        unknown = sorted(set(values) - set(KEYS))
+        if unknown:
+            raise TypeError(f"with_globals() got unknown recipe keys {unknown}")
+        overrides = {k: v for k, v in values.items() if v is not None}
+        if not overrides:
+            return self
+        try:
+            PruningGroup.model_validate(overrides)
+        except ValidationError as err:
+            raise _recipe_error(err, overrides, "command-line options") from None
+        merged = self.to_dict()
+        merged.update(overrides)
+        return Recipe.from_dict(merged, source=self.source)
+
+    def resolve(self, *, end_step_final: bool = True) -> list[ResolvedGroup]:
+        """Every group with every key filled (group > top-level > defaults), cross-checked.
+
+        With `end_step_final=False` (validation while loading), a start_step is not compared with the
+        default end_step: the caller may still fill end_step in.
+        """
+        groups = self.pruning_configs if self.pruning_configs else [None]
+        resolved = []
+        for index, group in enumerate(groups):
+            values: dict[str, Any] = {}
+            origin: dict[str, str] = {}
+            gpath = f"pruning_configs[{index}]" if group is not None else ""
+            for key in KEYS:
+                local = getattr(group, key) if group is not None else None
+                top = getattr(self, key)
+                if local is not None:
+                    values[key], origin[key] = local, f"{gpath}.{key}"
+                elif top is not None:
+                    values[key], origin[key] = top, key
+                else:
+                    origin[key] = gpath  # left to GroupSettings' default
+            layers = group.layers if group is not None else self.layers
+            settings = GroupSettings(**values)
+            _check_group(settings, origin, self.source, end_step_final=end_step_final)
+            resolved.append(ResolvedGroup(index=index, path=gpath, layers=tuple(layers) if layers is not None
+                                          else None, **settings.model_dump()))
+        return resolved
+
+
+class ResolvedGroup(GroupSettings):
+    """A group with every key set. `path` is its JSON path (`""` when made of the top-level keys)."""
+
+    index: int
+    path: str
+    layers: tuple[str, ...] | None = None
+
+    def key_path(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    @property
+    def kind(self) -> PruningType:
+        """The parsed pruning type (criterion, progressive, lock)."""
+        return parse_pruning_type(self.pruning_type)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe keys of this group, JSON-able (no index/path; `layers` only when known)."""
+        return self.model_dump(mode="json", exclude={"index", "path"}, exclude_none=True)
+
+
+def _check_group(settings: GroupSettings, origin: dict[str, str], source: str | None, *,
+                 end_step_final: bool = True) -> None:
+    """Checks that involve several keys, made on the resolved values, blamed on the key that was set."""
+    values = settings.model_dump()
+
+    def blame(key: str, other: str) -> str:
+        """The path of `key` if the recipe set it, else of `other` (a default cannot be the culprit)."""
+        return origin[key] if origin[key].endswith(key) else origin[other]
+
+    pattern = parse_pattern(values["pattern"])
+    target = values["target_sparsity"]
+    lo, hi = values["min_sparsity_ratio_per_op"], values["max_sparsity_ratio_per_op"]
+    if not parse_pruning_type(values["pruning_type"]).lock:
+        if isinstance(pattern, NMPattern) and target > pattern.max_sparsity + 1e-9:
+            set_here = origin["target_sparsity"].endswith("target_sparsity")
+            raise RecipeError(
+                f"{'' if set_here else 'the default '}target_sparsity {target} is above what pattern "
+                f"{pattern.name} allows ({pattern.max_sparsity:g}: {pattern.n} of every {pattern.m} weights are kept)",
+                f"Use a target <= {pattern.max_sparsity:g}, or a pattern that keeps fewer weights "
+                f"(N:M keeps N; Intel Neural Compressor counted N as the pruned ones).",
+                path=blame("target_sparsity", "pattern"),
+                source=source,
+            )
+        if target > hi + 1e-12:
+            raise RecipeError(
+                f"target_sparsity {target} is above max_sparsity_ratio_per_op {hi}: no layer may exceed {hi}, "
+                "so the group cannot reach its target",
+                "Raise max_sparsity_ratio_per_op or lower target_sparsity.",
+                path=blame("target_sparsity", "max_sparsity_ratio_per_op"),
+                source=source,
+            )
+        if lo > target + 1e-12:
+            raise RecipeError(
+                f"min_sparsity_ratio_per_op {lo} is above target_sparsity {target}",
+                "Every layer would exceed the group's target; lower min_sparsity_ratio_per_op.",
+                path=blame("min_sparsity_ratio_per_op", "target_sparsity"),
+                source=source,
+            )
+    if values["initial_sparsity"] > target + 1e-12:
+        raise RecipeError(
+            f"initial_sparsity {values['initial_sparsity']} is above target_sparsity {target}",
+            "The first event prunes initial_sparsity at once; the schedule then grows it to the target.",
+            path=blame("initial_sparsity", "target_sparsity"),
+            source=source,
+        )
+    end_step_set = origin["end_step"].endswith("end_step")
+    if values["start_step"] > values["end_step"] and (end_step_final or end_step_set):
+        raise RecipeError(
+            f"start_step {values['start_step']} is after end_step {values['end_step']}",
+            "Pruning events run from start_step to end_step (equal values: oneshot).",
+            path=blame("end_step", "start_step"),
+            source=source,
+        )
+
+
+def _json_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _recipe_error(err: ValidationError, data: Any, source: str | None) -> RecipeError:
+    """The first validation error as a RecipeError, with a did-you-mean hint where one helps."""
+    e = err.errors(include_url=False)[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    path = _json_path(loc)
+    key = loc[-1] if loc else ""
+    more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
+    if e["type"] == "extra_forbidden":
+        in_group = len(loc) >= 3 and loc[0] == "pruning_configs"
+        valid = _valid_keys(PruningGroup if in_group else Recipe)
+        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+        listed = ", ".join(k for k in valid if k != "$schema")
+        hint = f"Did you mean `{close[0]}`?" if close else f"Valid keys: {listed}"
+        return RecipeError(f"unknown key `{key}`{more}", hint, path=path, source=source)
+    value = e.get("input")
+    choices = None
+    if e["type"] == "literal_error":
+        choices = re.findall(r"'([^']*)'", e["ctx"]["expected"])
+    elif e["type"] == "value_error" and isinstance(e["ctx"]["error"], _ChoiceError):
+        choices = e["ctx"]["error"].choices
+    if choices is not None:
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint = (f"Did you mean `{close[0]}`? " if close else "") + "Valid values: " + ", ".join(choices)
+        return RecipeError(f"{value!r} is not a valid `{_field_name(loc)}`{more}", hint, path=path, source=source)
+    if e["type"] == "value_error":
+        message = str(e["ctx"]["error"])
+    else:
+        message = e["msg"][0].lower() + e["msg"][1:]
+    hint = _FIELD_HINTS.get(_field_name(loc))
+    return RecipeError(f"`{_field_name(loc)}` = {json.dumps(value)}: {message}{more}", hint, path=path, source=source)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    for part in reversed(loc):
+        if isinstance(part, str):
+            return part
+    return ""
+
+
+_FIELD_HINTS = {
+    "target_sparsity": "A fraction of weights set to zero, e.g. 0.9 (90%).",
+    "initial_sparsity": "A fraction in [0, target_sparsity], e.g. 0.7.",
+    "min_sparsity_ratio_per_op": "A fraction in [0, 1), e.g. 0.5.",
+    "max_sparsity_ratio_per_op": "A fraction in (0, 1], e.g. 0.98.",
+    "pattern": 'Examples: "4x1", "1x1", "2:4", "1xchannel", "channelx1".',
+    "pruning_frequency": "An integer number of optimizer steps, e.g. 50, or -1.",
+    "start_step": "An integer optimizer step, e.g. 0.",
+    "end_step": "An integer optimizer step, e.g. 1000.",
+    "op_names": 'A list of regular expressions, e.g. [".*output", ".*intermediate"].',
+    "excluded_op_names": 'A list of regular expressions, e.g. ["pooler"].',
+    "pruning_op_types": 'A non-empty list of "Linear" and/or "Conv1D".',
+}
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a JSON recipe file (syntax errors name the line and column)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError("file not found", "Check the --recipe path.", source=source) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecipeError(f"cannot read the file: {err}", source=source) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise RecipeError(
+            f"JSON syntax error at line {err.lineno}, column {err.colno}: {err.msg}",
+            "Recipes are strict JSON: double quotes, no trailing commas, no comments.",
+            source=source,
+        ) from None
+    except _DuplicateKey as err:
+        raise RecipeError(f"the key `{err}` appears twice in one object", "Keep one of them.", source=source) from None
+    return Recipe.from_dict(data, source=source)
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    """The JSON Schema of recipes, generated from the validating model (defaults annotated)."""
+    generated = Recipe.model_json_schema(by_alias=True)
+    schema = {"$schema": SCHEMA_URL, **generated, "title": "prunecli pruning recipe"}
+    schema["description"] = (
+        "Training-time pruning recipe for prunecli. Top-level keys are global defaults; each entry of "
+        "pruning_configs is a group of layers whose own keys win. See docs/recipes.md."
+    )
+    for props in (schema["properties"], schema["$defs"]["PruningGroup"]["properties"]):
+        for key, default in DEFAULTS.items():
+            props[key]["default"] = default
+    return schema

@@ -1,0 +1,299 @@
+"""`prunecli prune` end to end on a tiny random BERT: structure, recipes, distillation, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from prunecli.cli.app import app
+from tests.conftest import SHARED_GLUE, needs_glue_and_minilm
+from tests.helpers import make_tiny_bert, write_glue_sst2_folder
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+ENCODER_LINEAR = re.compile(r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+                            r"|intermediate\.dense|output\.dense)\.weight$")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("prune")
+    make_tiny_bert(root / "dense", hidden_size=32, intermediate_size=64)
+    write_glue_sst2_folder(root / "SST-2", n_train=64, n_dev=16)
+    return root
+
+
+def _args(workdir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "prune", "--model_name_or_path", str(workdir / "dense"), "--task_name", "sst2",
+        "--data_dir", str(workdir / "SST-2"), "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
+        "--num_train_epochs", "3", "--sparsity_warm_epochs", "1", "--cooldown_epochs", "1",
+        "--lr_scheduler_type", "constant", "--do_prune", "--output_dir", str(out), "--log_level", "warning", *extra,
+    ]
+
+
+def _prune(workdir: Path, out: Path, *extra: str):
+    result = runner.invoke(app, _args(workdir, out, *extra))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _log(folder: Path) -> list[dict]:
+    lines = (folder / "train_log.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if '"loss"' in line]
+
+
+def test_2in4_every_group_of_four_keeps_at_most_two(workdir):
+    out = workdir / "s24"
+    _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "2:4")
+    weights = _weights(out)
+    pruned = {k: v for k, v in weights.items() if ENCODER_LINEAR.search(k)}
+    assert len(pruned) == 12
+    for name, w in pruned.items():
+        nonzero_per_group = (w.reshape(w.shape[0], -1, 4) != 0).sum(-1)
+        assert int(nonzero_per_group.max()) <= 2, name
+        assert (w == 0).float().mean().item() == pytest.approx(0.5), name
+    for untouched in ("bert.pooler.dense.weight", "classifier.weight"):
+        assert int((weights[untouched] == 0).sum()) == 0
+    from transformers import AutoModelForSequenceClassification  # stock transformers loads it as is
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert float((model.bert.encoder.layer[0].attention.self.query.weight == 0).float().mean()) == 0.5
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.5)
+    recipe = json.loads((out / "prune_recipe.json").read_text())
+    assert recipe["pruning_configs"][0]["pattern"] == "2:4"
+    assert "classifier" in (out / "README.md").read_text()  # the model card names what stayed dense
+
+
+def test_4x1_global_reaches_the_target_in_whole_blocks(workdir):
+    out = workdir / "s41"
+    _prune(workdir, out, "--target_sparsity", "0.9", "--pruning_pattern", "4x1")
+    weights = _weights(out)
+    pruned = {k: v for k, v in weights.items() if ENCODER_LINEAR.search(k)}
+    zeros = sum(int((w == 0).sum()) for w in pruned.values())
+    total = sum(w.numel() for w in pruned.values())
+    assert zeros / total == pytest.approx(0.9, abs=4 / total)
+    for name, w in pruned.items():
+        blocks = (w.reshape(w.shape[0] // 4, 4, w.shape[1]) == 0).sum(1)  # zeros per 4x1 block
+        assert set(blocks.unique().tolist()) <= {0, 4}, name  # each block all zero or untouched
+        assert (w == 0).float().mean().item() <= 0.98 + 1e-6, name  # max_sparsity_ratio_per_op
+
+
+def test_1xchannel_prunes_whole_output_rows(workdir):
+    out = workdir / "sch"
+    _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "1xchannel",
+           "--pruning_scope", "local")
+    for name, w in _weights(out).items():
+        if ENCODER_LINEAR.search(name):
+            zero_rows = (w == 0).all(dim=1)
+            assert zero_rows.float().mean().item() == pytest.approx(0.5), name
+            assert int((w[~zero_rows] == 0).sum()) == 0, name  # zeros only in whole rows
+
+
+def test_mixed_recipe_prunes_exactly_the_layers_it_names(workdir):
+    out = workdir / "mixed"
+    _prune(workdir, out, "--recipe", str(REPO / "recipes" / "mixed.json"))
+    weights, dense = _weights(out), _weights(workdir / "dense")
+    recipe = json.loads((out / "prune_recipe.json").read_text())
+    groups = recipe["pruning_configs"]
+    ffn = {f"bert.encoder.layer.{i}.{m}" for i in range(2) for m in ("attention.output.dense",
+                                                                      "intermediate.dense", "output.dense")}
+    qkv = {f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "key", "value")}
+    assert set(groups[0]["layers"]) == ffn and groups[0]["pattern"] == "1x1"
+    assert set(groups[1]["layers"]) == qkv and groups[1]["pattern"] == "4x1"
+    for name, w in weights.items():
+        module = name.removesuffix(".weight")
+        sparsity = (w == 0).float().mean().item()
+        if module in ffn:
+            assert sparsity == pytest.approx(0.9, abs=0.01), name  # local: each layer gets the target
+        elif module in qkv:
+            assert 0.5 - 1e-6 <= sparsity <= 0.98 + 1e-6, name  # global with min 0.5 / max 0.98
+        else:  # nothing else gains a zero (the embedding's pad row was zero from the start)
+            assert int((w == 0).sum()) <= int((dense[name] == 0).sum()), name
+    q = weights["bert.encoder.layer.0.attention.self.query.weight"]
+    assert set((q.reshape(8, 4, 32) == 0).sum(1).unique().tolist()) <= {0, 4}
+
+
+def test_schedule_from_epochs_counts_optimizer_steps(workdir):
+    out = workdir / "gas"
+    _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "2:4",
+           "--gradient_accumulation_steps", "2", "--pruning_frequency", "1")
+    steps = json.loads((out / "prune_recipe.json").read_text())["computed_from_epochs"]
+    # 64 examples / batch 16 = 4 micro-batches per epoch = 2 optimizer steps per epoch
+    assert steps["update_steps_per_epoch"] == 2
+    assert (steps["start_step"], steps["end_step"], steps["pruning_frequency"]) == (2, 4, 1)
+    log = _log(out)
+    assert [line["step"] for line in log] == list(range(1, 7))
+    assert log[0]["sparsity"] == 0.0 and log[-1]["sparsity"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("flags", "check"),
+    [
+        (["--distill_loss_weight", "3"],
+         lambda line: line["loss"] == pytest.approx(3 * line["distill_loss"], rel=1e-4)),
+        (["--distill_loss_weight", "3", "--distill_label_loss"],
+         lambda line: line["loss"] == pytest.approx(3 * line["distill_loss"] + line["label_loss"], rel=1e-4)),
+        (["--distill_loss_weight", "2", "--distill_type", "logits_kl", "--distill_alpha", "0.25"],
+         lambda line: line["loss"] == pytest.approx(0.25 * 2 * line["distill_loss"] + 0.75 * line["label_loss"],
+                                                    rel=1e-4)),
+        ([], lambda line: line["loss"] == pytest.approx(line.get("label_loss", line["loss"]))
+         and "distill_loss" not in line),
+    ],
+    ids=["hidden_mse", "hidden_mse+label", "logits_kl", "none"],
+)
+def test_distillation_modes_shape_the_loss(workdir, flags, check):
+    out = workdir / f"distill_{len(flags)}_{flags[-1] if flags else 'none'}"
+    _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "2:4", "--learning_rate", "1e-4",
+           "--seed", "3", *flags)
+    log = _log(out)
+    assert log and all(check(line) for line in log)
+    if flags:
+        assert any(line["distill_loss"] > 0 for line in log)
+
+
+def test_pattern_lock_keeps_the_zeros_of_a_sparse_start(workdir):
+    sparse = workdir / "lock_src"
+    _prune(workdir, sparse, "--target_sparsity", "0.5", "--pruning_pattern", "2:4")
+    locked = workdir / "lock_out"
+    result = runner.invoke(app, [
+        "prune", "--model_name_or_path", str(sparse), "--task_name", "sst2", "--data_dir", str(workdir / "SST-2"),
+        "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--num_train_epochs", "2",
+        "--pruning_type", "pattern_lock", "--output_dir", str(locked), "--log_level", "warning",
+    ])
+    assert result.exit_code == 0, result.output
+    before, after = _weights(sparse), _weights(locked)
+    for name, w in before.items():
+        if ENCODER_LINEAR.search(name):
+            assert torch.equal(w == 0, after[name] == 0), name  # same zeros, element by element
+            assert not torch.equal(w, after[name]), name  # yet the kept weights were trained
+
+
+def test_resume_after_a_kill_ends_with_the_same_masks_and_weights(workdir, monkeypatch):
+    from prunecli.sparsity.pruner import Pruner
+
+    common = ("--target_sparsity", "0.5", "--pruning_pattern", "2:4", "--checkpointing_steps", "3",
+              "--distill_loss_weight", "1", "--seed", "7")
+    full = workdir / "resume_full"
+    _prune(workdir, full, *common)
+
+    original = Pruner.on_after_optimizer_step
+
+    def dies_at_step_5(self):
+        original(self)
+        if self.state_dict()["step"] == 5:
+            raise KeyboardInterrupt("simulated kill after step 5 (state of step 3 on disk)")
+
+    killed = workdir / "resume_killed"
+    monkeypatch.setattr(Pruner, "on_after_optimizer_step", dies_at_step_5)
+    result = runner.invoke(app, _args(workdir, killed, *common))
+    assert result.exit_code != 0
+    monkeypatch.setattr(Pruner, "on_after_optimizer_step", original)
+    _prune(workdir, killed, *common, "--resume_from_checkpoint", "latest", "--overwrite_output_dir")
+
+    a, b = _weights(full), _weights(killed)
+    for name in a:
+        assert torch.equal(a[name] == 0, b[name] == 0), name
+        assert torch.allclose(a[name], b[name], atol=1e-6), name
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(workdir):
+    out = workdir / "dry"
+    result = runner.invoke(app, _args(workdir, out, "--recipe", str(REPO / "recipes" / "mixed.json"), "--dry_run"),
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "bert.encoder.layer.0.attention.self.query" in result.output
+    assert "4x1" in result.output and "1x1" in result.output
+    assert "classifier" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--target_sparsity", "1.5"], "target_sparsity"),
+        (["--pruning_pattern", "3x"], "3x"),
+        (["--pruning_pattern", "2:4", "--target_sparsity", "0.7"], "2:4"),
+        (["--num_train_epochs", "1", "--cooldown_epochs", "2"], "cooldown"),
+    ],
+)
+def test_bad_options_are_clear_errors(workdir, extra, message):
+    result = runner.invoke(app, _args(workdir, workdir / "bad", *extra))
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_recipe_key_typo_names_the_key_and_suggests_the_right_one(workdir, tmp_path):
+    bad = tmp_path / "typo.json"
+    bad.write_text(json.dumps({"target_sparsity": 0.5, "pruning_configs": [{"patern": "4x1"}]}))
+    result = runner.invoke(app, _args(workdir, workdir / "bad", "--recipe", str(bad)), env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "patern" in result.output and "pattern" in result.output and "pruning_configs[0]" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_every_shipped_recipe_runs_end_to_end(workdir):
+    for recipe in sorted((REPO / "recipes").glob("*.json")):
+        if recipe.name == "schema.json":
+            continue
+        out = workdir / f"recipe_{recipe.stem}"
+        _prune(workdir, out, "--recipe", str(recipe), "--num_train_epochs", "2", "--cooldown_epochs", "0")
+        report = json.loads((out / "sparsity_report.json").read_text())
+        for group in report["recipe"]["groups"]:
+            assert group["sparsity"] == pytest.approx(group["target_sparsity"], abs=0.02), (recipe.name, group)
+
+
+@pytest.mark.slow
+@needs_glue_and_minilm
+def test_minilm_mrpc_2in4_keeps_accuracy_above_majority(minilm_mrpc_dense, tmp_path):
+    """Genuine MRPC: 2:4 from a one-epoch dense MiniLM, 1 epoch with distillation (the reference's SST-2 lr)."""
+    out = tmp_path / "sparse_2in4"
+    result = runner.invoke(app, [
+        "prune", "--model_name_or_path", str(minilm_mrpc_dense), "--data_dir", str(SHARED_GLUE / "MRPC"),
+        "--max_length", "128", "--per_device_train_batch_size", "16", "--learning_rate", "5e-5",
+        "--num_train_epochs", "1", "--target_sparsity", "0.5", "--pruning_pattern", "2:4",
+        "--distill_loss_weight", "2", "--lr_scheduler_type", "constant", "--output_dir", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "eval_results.json").read_text())["accuracy"] > 0.684  # majority class: 279/408
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=1e-6)
+    assert report["model"]["pruned"]["tensors"] == 36  # 6 layers x (q, k, v, attention out, intermediate, out)
+
+
+def test_train_results_record_throughput(workdir):
+    out = workdir / "s24"  # written by test_2in4_every_group_of_four_keeps_at_most_two, or made here
+    if not (out / "train_results.json").exists():
+        _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "2:4", "--overwrite_output_dir")
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["completed_steps"] == 12 and results["train_examples_per_second"] > 0
+    assert len(results["epochs"]) == 3
+
+
+def test_cooldown_lr_decay_and_initial_sparsity_reach_the_run(workdir, tmp_path):
+    out = workdir / "lrdecay"
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"target_sparsity": 0.8, "initial_sparsity": 0.5, "pattern": "4x1",
+                                  "pruning_frequency": 1}))
+    _prune(workdir, out, "--recipe", str(recipe), "--cooldown_lr_decay", "linear")
+    log = _log(out)
+    steps_per_epoch = len(log) // 3
+    cool = [r["lr"] for r in log[2 * steps_per_epoch:]]
+    assert all(r["lr"] == pytest.approx(1e-3) for r in log[: 2 * steps_per_epoch])
+    # the logged lr is the one the next step will use: it reaches 0 after the last step
+    assert cool == sorted(cool, reverse=True) and cool[0] < 1e-3 and cool[-1] == 0.0
+    first_event = log[steps_per_epoch - 1]  # the event after the warm-up epoch jumps to 0.5 at once
+    assert first_event["sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert log[-1]["sparsity"] == pytest.approx(0.8, abs=0.01)

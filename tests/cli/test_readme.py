@@ -1,0 +1,76 @@
+"""The README's commands are true: every `prunecli ...` line parses with the real CLI (known options,
+valid values), the Makefile targets it names exist, and its Python example is the one the tests run."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from prunecli.cli.app import app
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _fenced(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def _commands(prog: str) -> list[list[str]]:
+    commands = []
+    for block in _fenced("bash"):
+        text = re.sub(r"\\\n\s*", " ", block)  # join continued lines
+        for line in text.splitlines():
+            line = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
+            words = shlex.split(line) if line else []
+            if prog in words:
+                commands.append(words[words.index(prog) + 1:])
+    return commands
+
+
+PRUNECLI = _commands("prunecli")
+
+
+def test_readme_has_the_main_commands():
+    names = {words[0] for words in PRUNECLI if words}
+    assert {"finetune", "prune", "evaluate", "inspect"} <= names
+    assert len(PRUNECLI) >= 10
+
+
+@pytest.mark.parametrize("words", PRUNECLI, ids=[" ".join(w[:2]) for w in PRUNECLI])
+def test_every_readme_command_parses(words):
+    group = typer.main.get_command(app)
+    cmd = group.get_command(click.Context(group), words[0])
+    assert cmd is not None, f"README names an unknown command: prunecli {words[0]}"
+    try:
+        cmd.make_context(words[0], list(words[1:]))
+    except click.exceptions.Exit:  # --help and friends
+        pass
+    except click.UsageError as err:
+        pytest.fail(f"README command `prunecli {' '.join(words)}` does not parse: {err}")
+
+
+def test_make_targets_named_in_the_readme_exist():
+    makefile = (REPO / "Makefile").read_text()
+    in_code = re.findall(r"`make (\w+)`", README) + [
+        m for block in _fenced("bash") for m in re.findall(r"^make (\w+)", block, flags=re.M)
+    ]
+    assert in_code
+    for target in set(in_code):
+        assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+def test_readme_python_example_is_the_tested_one():
+    docs = (REPO / "docs" / "python_api.md").read_text(encoding="utf-8")
+    tested = re.findall(r"```python\n(.*?)```", docs, flags=re.S)[0]
+    assert _fenced("python")[0] == tested  # tests/unit/test_pruner.py executes the docs' block
+
+
+def test_readme_links_resolve():
+    for target in re.findall(r"\]\(((?!https?://)[^)#]+)", README):
+        assert (REPO / target).exists(), target
