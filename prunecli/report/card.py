@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from prunecli import __version__
 from prunecli.report.render import markdown_table
-
-#: Where the card points readers for prunecli itself.
-PROJECT_URL = "https://github.com/prunecli/prunecli#readme"
 
 
 def model_card(*, model_name: str, cfg: Any, metrics: dict[str, float], report: dict, recipe: dict) -> str:
@@ -27,7 +25,7 @@ def model_card(*, model_name: str, cfg: Any, metrics: dict[str, float], report: 
         f"---\nlibrary_name: transformers\ntags:\n- pruned\n- sparse\n- prunecli\n---\n\n"
         f"# {model_name}: pruned with prunecli\n\n"
         f"Pruned from `{cfg.train.model_name_or_path}` on {task} with "
-        f"[prunecli]({PROJECT_URL}). Pruned weights are stored as exact zeros in a "
+        f"prunecli {__version__}. Pruned weights are stored as exact zeros in a "
         f"standard checkpoint: `AutoModelForSequenceClassification.from_pretrained` loads it as is.\n\n"
         f"## Evaluation\n\n| metric | value |\n|---|---|\n{metric_lines}\n\n"
         f"## Sparsity\n\n{summary}\n\n{markdown_table(report)}\n\n"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 
 from prunecli.sparsity.criteria import _flat_view
-from prunecli.sparsity.patterns import BlockPattern, Pattern, _units_size, select_lowest
+from prunecli.sparsity.patterns import BlockPattern, Pattern
+from prunecli.sparsity.selection import _units_size, select_lowest
 
 
 @dataclass

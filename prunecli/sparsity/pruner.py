@@ -41,9 +41,10 @@ from prunecli.errors import CheckpointError
 from prunecli.sparsity import allocation
 from prunecli.sparsity.criteria import Criterion, make_criterion
 from prunecli.sparsity.matching import match_layers
-from prunecli.sparsity.patterns import Pattern, parse_pattern, select_lowest
+from prunecli.sparsity.patterns import Pattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
 from prunecli.sparsity.schedule import Schedule
+from prunecli.sparsity.selection import select_lowest
 
 #: Stages over which a `_progressive` pruning type spreads each event's newly pruned weights.
 PROGRESSIVE_STAGES = 4

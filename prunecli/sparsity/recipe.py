@@ -15,7 +15,6 @@ warnings: a misspelt `target_sparsty` silently pruning to the default 0.9 is wor
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pydantic import (
 
 from prunecli.errors import RecipeError
 from prunecli.sparsity.patterns import NMPattern, PatternError, parse_pattern
+from prunecli.sparsity.recipe_errors import ChoiceError, recipe_error
 
 OP_TYPES = ("Linear", "Conv1D")
 PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1)\s*$"
@@ -70,7 +70,7 @@ def parse_pruning_type(name: str) -> PruningType:
     progressive = name.endswith(PROGRESSIVE_SUFFIX)
     base = name[: -len(PROGRESSIVE_SUFFIX)] if progressive else name
     if base not in criterion_names():
-        raise _ChoiceError(f"{name!r} is not a valid `pruning_type`", pruning_types())
+        raise ChoiceError(f"{name!r} is not a valid `pruning_type`", pruning_types())
     return PruningType(name, base, progressive)
 
 
@@ -80,14 +80,6 @@ def pruning_types() -> list[str]:
 
     names = list(criterion_names())
     return [*names, PATTERN_LOCK, *(n + PROGRESSIVE_SUFFIX for n in names)]
-
-
-class _ChoiceError(ValueError):
-    """A value outside a set of choices; `choices` feed the did-you-mean hint."""
-
-    def __init__(self, message: str, choices: list[str]):
-        super().__init__(message)
-        self.choices = choices
 
 
 def _regex(value: str) -> str:
@@ -262,7 +254,7 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
         try:
             recipe = cls.model_validate(data)
         except ValidationError as err:
-            raise _recipe_error(err, data, source) from None
+            raise _error(err, source) from None
         recipe._source = source
         # cross-key checks (N:M limit, steps, per-layer bounds); an unset end_step may still be filled in
         # (`prune` computes it from epochs), so start_step is compared only with an end_step that was set
@@ -293,7 +285,7 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
         try:
             PruningGroup.model_validate(overrides)
         except ValidationError as err:
-            raise _recipe_error(err, overrides, "command-line options") from None
+            raise _error(err, "command-line options") from None
         merged = self.to_dict()
         merged.update(overrides)
         return Recipe.from_dict(merged, source=self.source)
@@ -345,6 +337,11 @@ class ResolvedGroup(GroupSettings):
     def to_dict(self) -> dict[str, Any]:
         """The recipe keys of this group, JSON-able (no index/path; `layers` only when known)."""
         return self.model_dump(mode="json", exclude={"index", "path"}, exclude_none=True)
+
+
+def _error(err: ValidationError, source: str | None) -> RecipeError:
+    keys = {model: [f.alias or name for name, f in model.model_fields.items()] for model in (PruningGroup, Recipe)}
+    return recipe_error(err, source, group_keys=keys[PruningGroup], recipe_keys=keys[Recipe])
 
 
 def _check_group(settings: GroupSettings, origin: dict[str, str], source: str | None, *,
@@ -400,74 +397,6 @@ def _check_group(settings: GroupSettings, origin: dict[str, str], source: str | 
             path=blame("end_step", "start_step"),
             source=source,
         )
-
-
-def _json_path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _valid_keys(model: type[BaseModel]) -> list[str]:
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _recipe_error(err: ValidationError, data: Any, source: str | None) -> RecipeError:
-    """The first validation error as a RecipeError, with a did-you-mean hint where one helps."""
-    e = err.errors(include_url=False)[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
-    path = _json_path(loc)
-    key = loc[-1] if loc else ""
-    more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
-    if e["type"] == "extra_forbidden":
-        in_group = len(loc) >= 3 and loc[0] == "pruning_configs"
-        valid = _valid_keys(PruningGroup if in_group else Recipe)
-        close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
-        listed = ", ".join(k for k in valid if k != "$schema")
-        hint = f"Did you mean `{close[0]}`?" if close else f"Valid keys: {listed}"
-        return RecipeError(f"unknown key `{key}`{more}", hint, path=path, source=source)
-    value = e.get("input")
-    choices = None
-    if e["type"] == "literal_error":
-        choices = re.findall(r"'([^']*)'", e["ctx"]["expected"])
-    elif e["type"] == "value_error" and isinstance(e["ctx"]["error"], _ChoiceError):
-        choices = e["ctx"]["error"].choices
-    if choices is not None:
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-        hint = (f"Did you mean `{close[0]}`? " if close else "") + "Valid values: " + ", ".join(choices)
-        return RecipeError(f"{value!r} is not a valid `{_field_name(loc)}`{more}", hint, path=path, source=source)
-    if e["type"] == "value_error":
-        message = str(e["ctx"]["error"])
-    else:
-        message = e["msg"][0].lower() + e["msg"][1:]
-    hint = _FIELD_HINTS.get(_field_name(loc))
-    return RecipeError(f"`{_field_name(loc)}` = {json.dumps(value)}: {message}{more}", hint, path=path, source=source)
-
-
-def _field_name(loc: tuple[Any, ...]) -> str:
-    for part in reversed(loc):
-        if isinstance(part, str):
-            return part
-    return ""
-
-
-_FIELD_HINTS = {
-    "target_sparsity": "A fraction of weights set to zero, e.g. 0.9 (90%).",
-    "initial_sparsity": "A fraction in [0, target_sparsity], e.g. 0.7.",
-    "min_sparsity_ratio_per_op": "A fraction in [0, 1), e.g. 0.5.",
-    "max_sparsity_ratio_per_op": "A fraction in (0, 1], e.g. 0.98.",
-    "pattern": 'Examples: "4x1", "1x1", "2:4", "1xchannel", "channelx1".',
-    "pruning_frequency": "An integer number of optimizer steps, e.g. 50, or -1.",
-    "start_step": "An integer optimizer step, e.g. 0.",
-    "end_step": "An integer optimizer step, e.g. 1000.",
-    "op_names": 'A list of regular expressions, e.g. [".*output", ".*intermediate"].',
-    "excluded_op_names": 'A list of regular expressions, e.g. ["pooler"].',
-    "pruning_op_types": 'A non-empty list of "Linear" and/or "Conv1D".',
-}
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -281,6 +281,21 @@ def resolve_resume_path(resume: str, output_dir: Path | None) -> Path:
     return path
 
 
+def truncate_log(log: Path, step: int) -> None:
+    """Drop the log lines a killed run wrote after the checkpoint being resumed (they will be written again)."""
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if record.get("step", 0) < step or (record.get("step") == step and "eval" not in record):
+            kept.append(line)
+    write_file_atomic(log, "".join(k + "\n" for k in kept))
+
+
 def save_torch_state(path: Path, state: Any) -> None:
     import torch
 

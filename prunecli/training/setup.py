@@ -22,6 +22,7 @@ import torch
 
 from prunecli.data.examples import EXAMPLE_ID
 from prunecli.errors import UserError
+from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler, example_lengths
 
 if TYPE_CHECKING:  # pragma: no cover
     from prunecli.config import RunConfig
@@ -72,6 +73,34 @@ class PaddingCollator:
                                        dtype=torch.float32 if self.is_regression else torch.long)
         batch[EXAMPLE_ID] = torch.tensor([f[EXAMPLE_ID] for f in features], dtype=torch.long)
         return batch
+
+
+def eval_dataloaders(splits: dict[str, Any], collate, batch_size: int, seed: int) -> dict[str, Any]:
+    """One loader per evaluation split, batches of examples of similar length (metrics do not depend on
+    the order, and sorted batches carry almost no padding)."""
+    return {
+        name: torch.utils.data.DataLoader(
+            ds, batch_sampler=SortedBatchSampler(example_lengths(ds), batch_size), collate_fn=collate,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for name, ds in splits.items()
+    }
+
+
+def train_dataloader(dataset, collate, batch_size: int, seed: int, *, group_by_length: bool):
+    """The training loader (plain shuffled batches, or length-grouped ones) and its length sampler (or None).
+
+    The loader has a private generator: starting an iteration must not draw from the global RNG, or a
+    resumed run would see other batches.
+    """
+    sampler = None
+    batching: dict[str, Any] = {"batch_size": batch_size, "shuffle": True}
+    if group_by_length:
+        sampler = LengthGroupedBatchSampler(example_lengths(dataset), batch_size, seed=seed)
+        batching = {"batch_sampler": sampler}
+    loader = torch.utils.data.DataLoader(dataset, collate_fn=collate, generator=torch.Generator().manual_seed(seed),
+                                         **batching)
+    return loader, sampler
 
 
 def fused_adamw_kwargs(model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
@@ -200,6 +229,9 @@ def validate_train_config(cfg: RunConfig) -> None:
         beta = getattr(tc, name)
         if beta is not None and not 0.0 <= beta < 1.0:
             raise UserError(f"--{name} must be in [0, 1) (got {beta}).")
+    if tc.checkpoints_total_limit is not None and tc.checkpoints_total_limit < 1:
+        raise UserError(f"--checkpoints_total_limit must be at least 1 (got {tc.checkpoints_total_limit}).",
+                        hint="leave it out to keep every resumable checkpoint")
     if tc.max_grad_norm is not None and tc.max_grad_norm <= 0:
         raise UserError(f"--max_grad_norm must be positive (got {tc.max_grad_norm}).")
     from transformers import SchedulerType

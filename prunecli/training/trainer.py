@@ -39,14 +39,15 @@ import torch
 from prunecli.data.examples import EXAMPLE_ID, TokenizedData
 from prunecli.data.glue import metric_suffix
 from prunecli.data.metrics import compute_metrics
-from prunecli.errors import CheckpointError, UserError
+from prunecli.errors import UserError
 from prunecli.training import checkpoint as ckpt
+from prunecli.training import resume as resume_states
 from prunecli.training.progress import Progress
-from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler, example_lengths
 from prunecli.training.setup import (
     METRIC_DRIVEN_SCHEDULERS,
     PaddingCollator,
     cpu_only,
+    eval_dataloaders,
     fused_adamw_kwargs,
     leaves_parameters_unused,
     make_lr_scheduler,
@@ -56,9 +57,10 @@ from prunecli.training.setup import (
     resolve_mixed_precision,
     resolve_trackers,
     scalar_config,
+    train_dataloader,
     validate_train_config,
 )
-from prunecli.training.state import RESUME_INVARIANTS, TrainState
+from prunecli.training.state import TrainState
 
 if TYPE_CHECKING:  # pragma: no cover
     from prunecli.config import RunConfig
@@ -138,14 +140,7 @@ class Trainer:
 
         multiple = 8 if self.mixed_precision != "no" else None
         collate = PaddingCollator(tokenizer, data.is_regression, pad_to_multiple_of=multiple)
-        # Evaluation batches hold examples of similar length (metrics do not depend on the order): less padding.
-        eval_loaders = {
-            name: torch.utils.data.DataLoader(
-                ds, batch_sampler=SortedBatchSampler(example_lengths(ds), tc.per_device_eval_batch_size),
-                collate_fn=collate, generator=torch.Generator().manual_seed(tc.seed),
-            )
-            for name, ds in data.eval_splits.items()
-        }
+        eval_loaders = eval_dataloaders(data.eval_splits, collate, tc.per_device_eval_batch_size, tc.seed)
         names = list(eval_loaders)
         if data.train is None:
             self.model, *prepared = self.accelerator.prepare(model, *eval_loaders.values())
@@ -154,16 +149,9 @@ class Trainer:
             self.update_steps_per_epoch = self.max_train_steps = self.num_train_epochs = 0
             return
 
-        self.length_sampler: LengthGroupedBatchSampler | None = None
-        batching: dict[str, Any] = {"batch_size": tc.per_device_train_batch_size, "shuffle": True}
-        if tc.group_by_length and not cfg.data.pad_to_max_length:
-            self.length_sampler = LengthGroupedBatchSampler(
-                example_lengths(data.train), tc.per_device_train_batch_size, seed=tc.seed
-            )
-            batching = {"batch_sampler": self.length_sampler}
-        # a private generator: starting an iteration must not draw from the global RNG (resume exactness)
-        train_loader = torch.utils.data.DataLoader(data.train, collate_fn=collate,
-                                                   generator=torch.Generator().manual_seed(tc.seed), **batching)
+        group = tc.group_by_length and not cfg.data.pad_to_max_length
+        train_loader, self.length_sampler = train_dataloader(data.train, collate, tc.per_device_train_batch_size,
+                                                             tc.seed, group_by_length=group)
         groups = optimizer_param_groups(model, tc.weight_decay)
         self.param_group_names = [g.pop("param_names") for g in groups]
         raw_optimizer = torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, adam_beta2),
@@ -290,10 +278,10 @@ class Trainer:
             raise RuntimeError("this Trainer was built without training data")
         acc = self.accelerator
         wall_start = time.perf_counter()
-        resume = self._prepare_run_folder()
+        resume = resume_states.prepare_run_folder(self)
         if self.lr_scheduler is None:
             self.lr_scheduler = self._make_scheduler()  # before a resume: accelerate restores its state
-        state = self.state = self._load_resumable(resume) if resume is not None else TrainState()
+        state = self.state = resume_states.load_resumable(self, resume) if resume is not None else TrainState()
         start_epoch, skip_batches = state.epoch, state.batches_in_epoch
         if self.trackers:
             acc.init_trackers("prunecli", config=scalar_config(self.cfg))
@@ -329,7 +317,7 @@ class Trainer:
                 if self.metric_driven_scheduler and self.last_eval_loss is not None:
                     self.lr_scheduler.step(self.last_eval_loss)
                 if self.checkpointing == "epoch":
-                    self.save_resumable(ckpt.resumable_name("epoch", epoch), epoch + 1, 0)
+                    resume_states.save_resumable(self, ckpt.resumable_name("epoch", epoch), epoch + 1, 0)
         if not state.train_ended:  # resumed from the last step: nothing left to train
             for plugin in self.plugins:
                 plugin.on_train_end()
@@ -370,7 +358,7 @@ class Trainer:
             record = self._log_step(state.epoch, step_loss, step_parts)
             progress.update(state.completed_steps, record["loss"], record["lr"], state.examples_per_second)
             if isinstance(self.checkpointing, int) and state.completed_steps % self.checkpointing == 0:
-                self.save_resumable(ckpt.resumable_name("step", state.completed_steps), state.epoch,
+                resume_states.save_resumable(self, ckpt.resumable_name("step", state.completed_steps), state.epoch,
                                     state.batches_in_epoch)
             segment_start = time.perf_counter()
             if state.completed_steps >= self.max_train_steps:
@@ -428,105 +416,6 @@ class Trainer:
     def _append_log(self, record: dict[str, Any]) -> None:
         with open(self.output_dir / ckpt.TRAIN_LOG, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(ckpt._finite(record)) + "\n")
-
-    # -- checkpoints --------------------------------------------------------------------------------------
-
-    def _prepare_run_folder(self) -> Path | None:
-        """Resolve the resume checkpoint; on a fresh run, clear a previous run's log and resumable states."""
-        tc = self.cfg.train
-        resume = ckpt.resolve_resume_path(tc.resume_from_checkpoint, self.output_dir) \
-            if tc.resume_from_checkpoint else None
-        if self.output_dir is not None and self.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            log = self.output_dir / ckpt.TRAIN_LOG
-            if resume is None:
-                for _, old in ckpt.list_resumable(self.output_dir):
-                    ckpt.remove_tree(old)
-                log.unlink(missing_ok=True)
-        self.accelerator.wait_for_everyone()
-        return resume
-
-    def _resume_settings(self) -> dict[str, Any]:
-        """What a resumable checkpoint records of the run besides its position (RESUME_INVARIANTS and sizes)."""
-        tc = self.cfg.train
-        return {
-            "max_train_steps": self.max_train_steps, "num_train_epochs": self.num_train_epochs,
-            "num_processes": self.accelerator.num_processes,
-            "per_device_train_batch_size": tc.per_device_train_batch_size,
-            "gradient_accumulation_steps": tc.gradient_accumulation_steps, "seed": tc.seed,
-            "train_examples": len(self.data.train), "update_steps_per_epoch": self.update_steps_per_epoch,
-        }
-
-    def save_resumable(self, name: str, epoch: int, batches_in_epoch: int) -> Path:
-        """Write a resumable state OUTPUT_DIR/<name> atomically (all processes must call this), to continue at
-        batch `batches_in_epoch` of `epoch`; then delete the oldest states beyond --checkpoints_total_limit.
-
-        A full disk (or any other write error) leaves every earlier checkpoint as it was and stops the run
-        with one message naming the newest intact one.
-        """
-        acc = self.accelerator
-        target = self.output_dir / name
-        staging = self.output_dir / f".{name}.staging-shared"  # one name that every process knows
-        try:
-            if acc.is_main_process:
-                ckpt.recover_interrupted_save(target)  # also removes a stale staging folder of this name
-                staging.mkdir(parents=True)
-            acc.wait_for_everyone()
-            acc.save_state(str(staging))
-            if acc.is_main_process:
-                extra = {"plugins": [p.state_dict() for p in self.plugins]}
-                if self.metric_driven_scheduler:
-                    extra["lr_scheduler"] = self.lr_scheduler.state_dict()
-                ckpt.save_torch_state(staging / ckpt.PLUGINS_STATE, extra)
-                payload = self.state.to_json(resume_epoch=epoch, resume_batches=batches_in_epoch,
-                                             settings=self._resume_settings())
-                (staging / ckpt.TRAINER_STATE).write_text(ckpt.json_text(payload), encoding="utf-8")
-                ckpt.commit_directory(staging, target)
-        except OSError as err:
-            raise ckpt.save_failed(err, target, staging, self.output_dir) from None
-        if acc.is_main_process:
-            ckpt.rotate_resumable(self.output_dir, self.cfg.train.checkpoints_total_limit)
-        acc.wait_for_everyone()
-        return target
-
-    def _load_resumable(self, path: Path) -> TrainState:
-        payload = ckpt.read_trainer_state(path)
-        current = self._resume_settings()
-        mismatched = [k for k in RESUME_INVARIANTS if k in payload and payload[k] != current[k]]
-        if mismatched:
-            details = ", ".join(f"{k}: checkpoint {payload[k]} vs now {current[k]}" for k in mismatched)
-            raise CheckpointError(f"{path} was written by a run with other settings ({details}).",
-                                  hint="resume with the same data, batch size, accumulation, seed and process count.")
-        self.accelerator.load_state(str(path))
-        extra = ckpt.load_torch_state(path / ckpt.PLUGINS_STATE)
-        plugin_states = extra.get("plugins", [])
-        if len(plugin_states) != len(self.plugins):
-            raise CheckpointError(f"{path} holds {len(plugin_states)} plug-in state(s); this run has "
-                                  f"{len(self.plugins)}.", hint="resume with the same command (prune vs finetune).")
-        for plugin, plugin_state in zip(self.plugins, plugin_states, strict=True):
-            plugin.load_state_dict(plugin_state)
-        if self.metric_driven_scheduler and "lr_scheduler" in extra:
-            self.lr_scheduler.load_state_dict(extra["lr_scheduler"])
-        state = TrainState.from_json(payload)
-        if self.is_main_process and self.output_dir is not None:
-            self._truncate_log(state.completed_steps)
-        logger.info("resumed from %s at optimizer step %d (epoch %d)", path, state.completed_steps, state.epoch)
-        return state
-
-    def _truncate_log(self, step: int) -> None:
-        """Drop log lines a killed run wrote after the checkpoint we resume from (they will be written again)."""
-        log = self.output_dir / ckpt.TRAIN_LOG
-        if not log.is_file():
-            return
-        kept = []
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by the kill
-            if record.get("step", 0) < step or (record.get("step") == step and "eval" not in record):
-                kept.append(line)
-        ckpt.write_file_atomic(log, "".join(k + "\n" for k in kept))
 
     # -- final checkpoint ---------------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from prunecli.cli.app import app
 from prunecli.cli import inspect as inspect_cmd
+from prunecli.cli.app import app
 from prunecli.errors import UserError
 from prunecli.report import sparsity_report
 from prunecli.report.schema import validate_report

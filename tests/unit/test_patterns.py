@@ -13,8 +13,8 @@ from prunecli.sparsity.patterns import (
     NMPattern,
     PatternError,
     parse_pattern,
-    select_lowest,
 )
+from prunecli.sparsity.selection import select_lowest
 
 PATTERNS = ["1x1", "4x1", "2x2", "1x16", "3x2", "1xchannel", "channelx1", "2:4", "1:4", "3:8"]
 
@@ -193,7 +193,7 @@ def test_nm_ties_are_broken_by_position():
 
 
 def test_kth_smallest_is_exact_on_large_inputs():
-    from prunecli.sparsity.patterns import kth_smallest
+    from prunecli.sparsity.selection import kth_smallest
 
     g = torch.Generator().manual_seed(0)
     for values in (

@@ -251,6 +251,44 @@ def test_resume_after_a_kill_gives_the_same_weights(dropout_bert, files, tmp_pat
     assert log_lines(tmp_path / "a") == log_lines(tmp_path / "b")
 
 
+def test_checkpoints_beyond_the_total_limit_are_deleted(tiny_bert_dir, files, tmp_path):
+    """--checkpointing_steps 1 on a 16-step run with a limit of 2 keeps only the newest two states."""
+    trainer = make_trainer(make_cfg(tiny_bert_dir, files, output_dir=str(tmp_path), num_train_epochs=2,
+                                    checkpointing_steps="1", checkpoints_total_limit=2))
+    trainer.fit()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("step_")) == ["step_15", "step_16"]
+    resumed = make_trainer(make_cfg(tiny_bert_dir, files, output_dir=str(tmp_path), num_train_epochs=2,
+                                    checkpointing_steps="1", resume_from_checkpoint="latest"))
+    assert resumed.fit()["completed_steps"] == 16  # the newest state is the one kept and resumed
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(tiny_bert_dir, files, tmp_path, monkeypatch):
+    import errno
+
+    from prunecli.training import checkpoint as ckpt
+
+    trainer = make_trainer(make_cfg(tiny_bert_dir, files, output_dir=str(tmp_path / "run"), num_train_epochs=1,
+                                    checkpointing_steps="2"))
+    real_save = ckpt.save_torch_state
+    calls = []
+
+    def save(path, state):  # the second checkpoint (step_4) finds the disk full while writing
+        calls.append(path)
+        if len(calls) == 2:
+            (path.parent / "partial.bin").write_bytes(b"x" * 10)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(path, state)
+
+    monkeypatch.setattr(ckpt, "save_torch_state", save)
+    with pytest.raises(CheckpointError) as info:
+        trainer.fit()
+    assert "the disk is full" in info.value.message and "step_2" in info.value.message
+    assert "resume_from_checkpoint latest" in info.value.hint
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["step_2", "train_log.jsonl"]  # no half-written folder
+    assert ckpt.list_resumable(tmp_path / "run")[-1][0] == 2
+    ckpt.read_trainer_state(tmp_path / "run" / "step_2")  # still whole
+
+
 def test_resume_with_other_settings_is_refused(tiny_bert_dir, files, tmp_path):
     first = make_trainer(make_cfg(tiny_bert_dir, files, output_dir=str(tmp_path), max_train_steps=2,
                                   checkpointing_steps="2"))
@@ -264,6 +302,7 @@ def test_resume_with_other_settings_is_refused(tiny_bert_dir, files, tmp_path):
 def test_option_errors(tiny_bert_dir, files):
     for bad, match in ((dict(checkpointing_steps="often", output_dir="x"), "checkpointing_steps"),
                        (dict(checkpointing_steps="5"), "needs --output_dir"),
+                       (dict(checkpoints_total_limit=0), "checkpoints_total_limit"),
                        (dict(report_to="carrier_pigeon", output_dir="x"), "not an accelerate tracker"),
                        (dict(lr_scheduler_type="sawtooth"), "not a transformers scheduler"),
                        (dict(gradient_accumulation_steps=0), "at least 1"),
