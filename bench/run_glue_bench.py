@@ -45,6 +45,7 @@ SCHEMA = "prunecli-bench/1"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
 BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+README_MD: Path | None = REPO / "README.md"  # its results block is re-rendered with BENCHMARKS.md
 INC_VENV = BENCH / ".venv-inc"
 
 TOOLS = ("prunecli", "inc", "prunecli-plain", "prunecli-eps", "prunecli-padmse", "prunecli-inclike")
@@ -193,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def use_output_root(root: str | Path) -> None:
     """Send the work folder, the result JSONs and the rendered BENCHMARKS.md under `root`."""
-    global WORK, RESULTS, BENCHMARKS_MD
+    global WORK, RESULTS, BENCHMARKS_MD, README_MD
     root = Path(root).absolute()
-    WORK, RESULTS, BENCHMARKS_MD = root / "work", root / "results", root / "BENCHMARKS.md"
+    WORK, RESULTS, BENCHMARKS_MD, README_MD = root / "work", root / "results", root / "BENCHMARKS.md", None
 
 
 def default_model() -> str:
@@ -678,7 +679,7 @@ class Bench:
                 if seed == plan.seeds[0] and ts.task == plan.tasks[0].task:
                     self.cost(ts, dense_dir)
         if not self.dry_run:
-            render_results.write_benchmarks(RESULTS, BENCHMARKS_MD)
+            render_results.write_benchmarks(RESULTS, BENCHMARKS_MD, README_MD)
             self.log("rendered BENCHMARKS.md")
         for failure in self.failures:
             self.log(f"FAILED: {failure}")
@@ -807,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         use_output_root(args.out)
     if args.render:
-        render_results.write_benchmarks(RESULTS, BENCHMARKS_MD)
+        render_results.write_benchmarks(RESULTS, BENCHMARKS_MD, README_MD)
         print("wrote BENCHMARKS.md")
         return 0
     plan = resolve_plan(args, model=args.model or default_model())

@@ -1,5 +1,6 @@
-"""The README's commands are true: every `prunecli ...` line parses with the real CLI (known options,
-valid values), the Makefile targets it names exist, and its Python example is the one the tests run."""
+"""The README's commands are true: every `prunecli ...` line of the README and of docs/ parses with the real
+CLI (known options, valid values), the Makefile targets it names exist, its Python example is the one the
+tests run, its results table is the one rendered from bench/results, and it stays a short user's guide."""
 
 from __future__ import annotations
 
@@ -15,31 +16,51 @@ from prunecli.cli.app import app
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
+DOCS = {path.name: path.read_text(encoding="utf-8") for path in sorted((REPO / "docs").glob("*.md"))}
 
 
-def _fenced(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+def _fenced(lang: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
 
 
-def _commands(prog: str) -> list[list[str]]:
+def _commands(prog: str, texts: tuple[str, ...] = (README,)) -> list[list[str]]:
     commands = []
-    for block in _fenced("bash"):
+    blocks = [b for text in texts for lang in ("bash", "console") for b in _fenced(lang, text)]
+    for block in blocks:
+        block = re.sub(r"^\$ ", "", block, flags=re.M)
         text = re.sub(r"\\\n\s*", " ", block)  # join continued lines
         for line in text.splitlines():
             line = line.split(" #")[0].strip() if not line.lstrip().startswith("#") else ""
-            words = shlex.split(line) if line else []
+            words = shlex.split(line) if line and "..." not in line else []  # `...`: a placeholder, not a command
+            if ">" in words:  # a shell redirection is not an argument
+                words = words[: words.index(">")]
             if prog in words:
                 commands.append(words[words.index(prog) + 1:])
     return commands
 
 
-PRUNECLI = _commands("prunecli")
+PRUNECLI = _commands("prunecli", (README, *DOCS.values()))
 
 
-def test_readme_has_the_main_commands():
+def test_readme_and_docs_show_every_main_command():
+    assert {words[0] for words in _commands("prunecli") if words} >= {"prune"}
     names = {words[0] for words in PRUNECLI if words}
     assert {"finetune", "prune", "evaluate", "inspect"} <= names
     assert len(PRUNECLI) >= 10
+
+
+def test_readme_is_a_short_guide():
+    assert len(README.encode("utf-8")) <= 12_000
+
+
+def test_readme_results_table_is_the_rendered_one():
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from bench import render_results, summary
+
+    expected = summary.readme_block(render_results.load_results(REPO / "bench" / "results"))
+    assert expected in README, "re-render with: .venv/bin/python bench/render_results.py --readme"
 
 
 @pytest.mark.parametrize("words", PRUNECLI, ids=[" ".join(w[:2]) for w in PRUNECLI])

@@ -284,7 +284,8 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tiny_bert_dir, files,
         trainer.fit()
     assert "the disk is full" in info.value.message and "step_2" in info.value.message
     assert "resume_from_checkpoint latest" in info.value.hint
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["step_2", "train_log.jsonl"]  # no half-written folder
+    # no half-written folder is left behind
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["step_2", "train_log.jsonl"]
     assert ckpt.list_resumable(tmp_path / "run")[-1][0] == 2
     ckpt.read_trainer_state(tmp_path / "run" / "step_2")  # still whole
 
