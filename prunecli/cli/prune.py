@@ -37,7 +37,7 @@ def command(model_name_or_path: ModelPath, **options: Any) -> None:
     run(run_config({"model_name_or_path": model_name_or_path, **options}))
 
 
-def pruning_steps(prune: PruneConfig, *, update_steps_per_epoch: int, num_train_epochs: int) -> dict[str, int]:
+def pruning_steps(prune: PruneConfig, *, update_steps_per_epoch: int, num_train_epochs: float) -> dict[str, int]:
     """Start/end step (optimizer steps) from the epoch options, and the frequency as given (-1: automatic,
     resolved by the schedule's one rule)."""
     from prunecli.sparsity.schedule import pruning_window
@@ -71,11 +71,8 @@ def build_recipe(prune: PruneConfig, steps: dict[str, int]):
         "pruning_type": prune.pruning_type,
         "pruning_scope": prune.pruning_scope,
         "sparsity_decay_type": prune.sparsity_decay_type,
-        # -1 ("about 40 events") is what an unset frequency means: it does not override a recipe's own
-        "pruning_frequency": None if prune.pruning_frequency == -1 else prune.pruning_frequency,
     }
-    fill = {key: value for key, value in steps.items() if getattr(recipe, key, None) is None}
-    return recipe.with_globals(**fill).with_globals(**explicit)
+    return recipe.with_steps(steps, pruning_frequency=prune.pruning_frequency).with_globals(**explicit)
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -100,7 +97,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     adam_beta2 = 0.9 if cfg.train.adam_beta2 is None else cfg.train.adam_beta2  # the reference example's betas
     trainer = Trainer(cfg, model, tokenizer, tokenized, adam_beta2=adam_beta2)
     epochs = trainer.num_train_epochs
-    steps = pruning_steps(prune, update_steps_per_epoch=trainer.update_steps_per_epoch, num_train_epochs=epochs)
+    # --max_train_steps may end inside an epoch: the window is reckoned on the run's real length
+    run_epochs = trainer.max_train_steps / trainer.update_steps_per_epoch
+    steps = pruning_steps(prune, update_steps_per_epoch=trainer.update_steps_per_epoch, num_train_epochs=run_epochs)
     recipe = build_recipe(prune, steps)
     pruner = Pruner(trainer.unwrapped_model, recipe)
 

@@ -290,6 +290,16 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
         merged.update(overrides)
         return Recipe.from_dict(merged, source=self.source)
 
+    def with_steps(self, steps: dict[str, int], *, pruning_frequency: int | None = None) -> Recipe:
+        """The recipe of a run: `steps` (start_step, end_step, pruning_frequency computed from the run's epochs)
+        fill the top level only where the recipe does not set them; then an explicit `pruning_frequency`
+        overrides the top level (-1, "about 40 events", is what an unset frequency means: it does not override
+        a recipe's own). A group's own keys win over both. `prunecli prune` and `PruningCallback` both use it.
+        """
+        fill = {key: value for key, value in steps.items() if getattr(self, key, None) is None}
+        explicit = None if pruning_frequency == -1 else pruning_frequency
+        return self.with_globals(**fill).with_globals(pruning_frequency=explicit)
+
     def resolve(self, *, end_step_final: bool = True) -> list[ResolvedGroup]:
         """Every group with every key filled (group > top-level > defaults), cross-checked.
 

@@ -117,8 +117,8 @@ class PruningCallback(TrainerCallback):
         self.pruning_frequency = pruning_frequency
         self.resume_from = resume_from
         # As `prunecli prune` does: validate the recipe with the options now; a typo should cost a second.
-        fill_steps(self.recipe, {"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": AUTO_FREQUENCY},
-                   pruning_frequency).resolve()
+        self.recipe.with_steps({"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": AUTO_FREQUENCY},
+                               pruning_frequency=pruning_frequency).resolve()
         self.pruner: Pruner | None = None
         self.steps: dict[str, Any] | None = None
 
@@ -135,7 +135,7 @@ class PruningCallback(TrainerCallback):
             raise UserError(f"PruningCallback(sparsity_warm_epochs, cooldown_epochs): {err}",
                             hint="train for more epochs, or shorten the warm-up or cool-down") from None
         steps = {"start_step": start, "end_step": end, "pruning_frequency": AUTO_FREQUENCY}
-        recipe = fill_steps(self.recipe, steps, self.pruning_frequency)
+        recipe = self.recipe.with_steps(steps, pruning_frequency=self.pruning_frequency)
         self.pruner = pruner = Pruner(model, recipe)
         self.steps = {**steps, "steps_per_epoch": steps_per_epoch, "num_train_epochs": epochs}
         plan = pruner.plan()
@@ -265,14 +265,6 @@ class PruningCallback(TrainerCallback):
 
 
 # ---------------------------------------------------------------------- shared arithmetic
-def fill_steps(recipe: Recipe, steps: dict[str, int], pruning_frequency: int | None = None) -> Recipe:
-    """`steps` (start_step, end_step, pruning_frequency computed from epochs) as top-level values, only where
-    the recipe's top level does not set them; then an explicit `pruning_frequency` overrides the top level.
-    A group's own keys win over both. The rule of `prunecli.cli.prune.build_recipe`."""
-    fill = {key: value for key, value in steps.items() if getattr(recipe, key, None) is None}
-    return recipe.with_globals(**fill).with_globals(pruning_frequency=pruning_frequency)
-
-
 def run_geometry(args, state, train_dataloader=None) -> tuple[float, float]:
     """(optimizer steps per epoch, epochs) of a Trainer run, as `Trainer.set_initial_training_values` counts.
 

@@ -297,3 +297,13 @@ def test_cooldown_lr_decay_and_initial_sparsity_reach_the_run(workdir, tmp_path)
     first_event = log[steps_per_epoch - 1]  # the event after the warm-up epoch jumps to 0.5 at once
     assert first_event["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert log[-1]["sparsity"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_max_train_steps_inside_an_epoch_still_reaches_the_target(workdir):
+    """4 steps per epoch and --max_train_steps 6: the window is reckoned on 6 steps, not on 2 whole epochs."""
+    out = workdir / "maxsteps"
+    _prune(workdir, out, "--target_sparsity", "0.5", "--pruning_pattern", "4x1", "--max_train_steps", "6",
+           "--sparsity_warm_epochs", "0.5", "--cooldown_epochs", "0.25", "--pruning_frequency", "1")
+    recipe = json.loads((out / "prune_recipe.json").read_text())
+    assert recipe["computed_from_epochs"]["end_step"] <= 6
+    assert _log(out)[-1]["sparsity"] == pytest.approx(0.5, abs=0.01)
