@@ -61,8 +61,9 @@ def bench_event(model, recipe: dict, repeats: int) -> dict:
     """Time `on_after_optimizer_step()` on the step of a oneshot event (scores already gathered)."""
     pruner = Pruner(model, {**recipe, "start_step": 1, "end_step": 1, "pruning_type": "snip_momentum"})
     g = torch.Generator().manual_seed(0)
-    for layer in pruner.layers.values():
-        layer.score.copy_(torch.rand(layer.score.shape, generator=g))
+    for name in pruner.layers:
+        score = pruner.score_of(name)
+        score.copy_(torch.rand(score.shape, generator=g))
     fresh = pruner.state_dict()
     times = []
     for _ in range(repeats + 1):

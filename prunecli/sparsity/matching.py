@@ -151,3 +151,38 @@ def _no_match_error(g: ResolvedGroup, candidates, heads: list[str], source: str 
                 f"allowed types: {', '.join(g.pruning_op_types)}.")
     return RecipeError(f"group `{g.path or 'top level'}` matches no layer{head_note}", hint,
                        path=g.key_path("op_names"), source=source)
+
+
+def match_blocks(model: nn.Module, group: ResolvedGroup, source: str | None):
+    """The attention blocks (pattern `head`) or feed-forward blocks (pattern `neuron`) a group prunes.
+
+    With no op_names every block of that kind is selected; op_names (and excluded_op_names) narrow the
+    selection: a block is in the group when one of its member layers matches (`re.search`).
+    """
+    from prunecli.sparsity.patterns import parse_pattern
+    from prunecli.sparsity.structure import attention_blocks, feed_forward_blocks
+
+    kind = parse_pattern(group.pattern).name
+    blocks = attention_blocks(model) if kind == "head" else feed_forward_blocks(model)
+    what = "attention" if kind == "head" else "feed-forward"
+    if not blocks:
+        raise RecipeError(
+            f"group `{group.path or 'top level'}` prunes {kind}s, but prunecli finds no {what} block in this model",
+            "Head and neuron patterns support BERT, RoBERTa, DistilBERT, MiniLM and similar encoders; use an "
+            "element pattern (4x1, 2:4) for this model.",
+            path=group.key_path("pattern"), source=source,
+        )
+
+    def matches(patterns, block) -> bool:
+        return any(re.search(p, member) for p in patterns for member in block.members)
+
+    selected = [b for b in blocks if (not group.op_names or matches(group.op_names, b))
+                and not matches(group.excluded_op_names, b)]
+    if not selected:
+        sample = ", ".join(m for b in blocks[:2] for m in b.members[:2])
+        raise RecipeError(
+            f"group `{group.path or 'top level'}` matches no {what} block",
+            f"op_names are regular expressions searched in the blocks' layer names, such as: {sample}.",
+            path=group.key_path("op_names"), source=source,
+        )
+    return selected

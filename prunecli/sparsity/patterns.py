@@ -362,14 +362,48 @@ class NMPattern(Pattern):
         return self._groups(pruned).any(dim=-1).reshape(-1)
 
 
-def parse_pattern(text: str) -> Pattern:
-    """`"4x1"` -> BlockPattern, `"2:4"` -> NMPattern, `"1xchannel"`/`"channelx1"` -> ChannelPattern.
+@dataclass(frozen=True)
+class StructurePattern:
+    """Whole attention heads (`"head"`) or feed-forward neurons (`"neuron"`): units spanning several layers.
+
+    A head is `head_size` rows of the query, key and value projections and the same columns of the output
+    projection; a neuron is one row of the up projection and the same column of the down projection
+    (`prunecli.sparsity.structure` finds them, `prunecli.sparsity.units` lays each block out as a matrix
+    with one row per unit, so that the row pattern `1xchannel` selects them). Removing such units makes
+    the matrices smaller (`prunecli compact`), which is what makes a model faster on any runtime.
+    """
+
+    kind: str  # "head" or "neuron"
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def max_sparsity(self) -> float:
+        return 1.0
+
+    def check_shape(self, out_features: int, in_features: int) -> str | None:
+        return None
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+STRUCTURE_PATTERNS = ("head", "neuron")
+
+
+def parse_pattern(text: str) -> Pattern | StructurePattern:
+    """`"4x1"` -> BlockPattern, `"2:4"` -> NMPattern, `"1xchannel"`/`"channelx1"` -> ChannelPattern,
+    `"head"`/`"neuron"` -> StructurePattern.
 
     Raises PatternError with a message fit for a user (the recipe layer adds the JSON path).
     """
     if not isinstance(text, str):
         raise PatternError(f"a pattern is a string such as \"4x1\" or \"2:4\", got {text!r}")
     s = text.strip()
+    if s in STRUCTURE_PATTERNS:
+        return StructurePattern(s)
     if s == "1xchannel":
         return ChannelPattern(axis=0)
     if s == "channelx1":
@@ -380,5 +414,5 @@ def parse_pattern(text: str) -> Pattern:
         return NMPattern(n=int(m.group(1)), m=int(m.group(2)))
     raise PatternError(
         f"unknown pattern {text!r}: expected NxM blocks (\"4x1\", \"1x1\", \"2x2\"), "
-        "N:M (\"2:4\" keeps 2 of every 4), \"1xchannel\" or \"channelx1\""
+        "N:M (\"2:4\" keeps 2 of every 4), \"1xchannel\", \"channelx1\", \"head\" or \"neuron\""
     )

@@ -1,4 +1,4 @@
-"""The pruner: binds a recipe's patterns, criteria and schedules to a model's layers.
+"""The pruner: binds a recipe's patterns, criteria and schedules to a model's layers and blocks.
 
 Any training loop integrates it with four calls (the loop calls the middle two once per
 *optimizer* step, not per micro-batch of gradient accumulation)::
@@ -23,6 +23,11 @@ Contracts:
 - `state_dict()`/`load_state_dict()` hold step, scores and masks: a resumed run ends with the same
   masks as an uninterrupted one.
 
+Groups with an element pattern (NxM, N:M, channels) prune weights of their layers; groups with pattern
+`head` or `neuron` prune whole attention heads or feed-forward neurons of their blocks (every member
+layer's rows and columns of the unit at once). A layer may be in one element group and in structure
+groups; the element pattern then applies to what the heads and neurons leave.
+
 Masks are stored beside the weights (a boolean "pruned" tensor and its complement in the weight's
 dtype) and applied in place by multiplication, so the model stays an ordinary `nn.Module` that
 saves with `save_pretrained`; the zeros are in the weights.
@@ -30,140 +35,36 @@ saves with `save_pretrained`; the zeros are in the weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from prunecli.errors import CheckpointError
+from prunecli.errors import CheckpointError, RecipeError
 from prunecli.sparsity import allocation
-from prunecli.sparsity.criteria import Criterion, make_criterion
-from prunecli.sparsity.matching import match_layers
-from prunecli.sparsity.patterns import Pattern, parse_pattern
+from prunecli.sparsity.layers import Block, ElementGroup, PrunedLayer, StructureGroup
+from prunecli.sparsity.matching import _candidates, match_blocks, match_layers
+from prunecli.sparsity.patterns import ChannelPattern, NMPattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
-from prunecli.sparsity.schedule import Schedule
 from prunecli.sparsity.selection import select_lowest
+from prunecli.sparsity.structure import AttentionBlock
+from prunecli.sparsity.units import Member, unit_masks, unit_view
 
-#: Stages over which a `_progressive` pruning type spreads each event's newly pruned weights.
-PROGRESSIVE_STAGES = 4
-STATE_FORMAT = "prunecli.pruner/1"
+STATE_FORMAT = "prunecli.pruner/2"
+_OLD_FORMAT = "prunecli.pruner/1"  # one score per layer (before layers could be shared by groups)
+_ROWS = ChannelPattern(axis=0)  # a structural block's units are the rows of its unit view
 
-
-@dataclass(eq=False)
-class _Layer:
-    """One pruned weight. `pruned` is applied to the weight; `committed` is the latest event's mask
-    (they differ only while a progressive group is between stages)."""
-
-    name: str
-    weight: nn.Parameter
-    transposed: bool  # HF Conv1D stores [in, out]; patterns see [out, in]
-    group: int
-    pruned: torch.Tensor
-    committed: torch.Tensor
-    score: torch.Tensor | None
-    n_pruned: int = 0
-    n_committed: int = 0
-    #: `~pruned` in the weight's dtype, created at the first pruning: multiplying by it is ~3x faster
-    #: than `masked_fill_`, and it is what every optimizer step pays for.
-    keep: torch.Tensor | None = None
-    fresh: bool = False  # the mask changed since it was last applied
-
-    @property
-    def numel(self) -> int:
-        return self.weight.numel()
-
-    @property
-    def shape2d(self) -> tuple[int, int]:
-        s = tuple(self.weight.shape)
-        return (s[1], s[0]) if self.transposed else (s[0], s[1])
-
-    def as2d(self, t: torch.Tensor) -> torch.Tensor:
-        return t.t() if self.transposed else t
-
-    def from2d(self, t: torch.Tensor) -> torch.Tensor:
-        return t.t().contiguous() if self.transposed else t
-
-    def set_pruned(
-        self, pruned: torch.Tensor, committed: torch.Tensor | None = None, n_pruned: int | None = None
-    ) -> None:
-        """`n_pruned` (the True count of `pruned`, when the caller knows it) saves a pass over the mask."""
-        self.pruned = pruned
-        self.n_pruned = int(torch.count_nonzero(pruned)) if n_pruned is None else n_pruned
-        if committed is None or committed is pruned:
-            self.committed, self.n_committed = pruned, self.n_pruned
-        else:
-            self.committed, self.n_committed = committed, int(torch.count_nonzero(committed))
-        if self.n_pruned:
-            if self.keep is None:  # kept once allocated: later events overwrite it in place
-                self.keep = torch.empty(self.weight.shape, dtype=self.weight.dtype, device=self.weight.device)
-            torch.logical_not(pruned, out=self.keep)
-            self.fresh = True  # the next _apply_masks zeroes by assignment (NaN * 0 would stay NaN)
-
-
-class _Group:
-    def __init__(self, cfg: ResolvedGroup, layers: list[_Layer]):
-        self.cfg = cfg
-        self.layers = layers
-        self.pattern: Pattern = parse_pattern(cfg.pattern)
-        kind = cfg.kind
-        self.lock = kind.lock
-        self.criterion: Criterion | None = None if kind.criterion is None else make_criterion(kind.criterion)
-        self.schedule = Schedule(
-            cfg.start_step, cfg.end_step, cfg.pruning_frequency, cfg.target_sparsity, cfg.sparsity_decay_type,
-            cfg.initial_sparsity,
-        )
-        self.numel = sum(layer.numel for layer in layers)
-        self.done_index = -1  # latest schedule event processed
-        self.locked = False  # pattern_lock masks captured
-        self.pending_total = 0  # progressive: weights the latest event prunes over its stages
-        f = self.schedule.frequency
-        self.stages = min(PROGRESSIVE_STAGES, f)
-        self.stage_interval = max(1, f // PROGRESSIVE_STAGES)
-        # As in Intel Neural Compressor: too short a window degrades to plain pruning.
-        self.progressive = (
-            kind.progressive and self.stages > 1 and (cfg.end_step - cfg.start_step) > PROGRESSIVE_STAGES
-        )
-
-    @property
-    def uses_grad(self) -> bool:
-        return self.criterion is not None and self.criterion.needs_grad
-
-    def event_step(self, index: int) -> int:
-        return self.schedule.start_step + index * self.schedule.frequency
-
-    def stage_at(self, step: int) -> int | None:
-        """Progressive stage (2..stages) due at `step`, if any (stage 1 is the event itself)."""
-        if not self.progressive or self.pending_total == 0 or self.done_index < 0:
-            return None
-        offset = step - self.event_step(self.done_index)
-        if offset <= 0 or offset % self.stage_interval:
-            return None
-        stage = offset // self.stage_interval + 1
-        return stage if stage <= self.stages else None
-
-    def wants_scores(self, step: int) -> bool:
-        """Whether the gradients of optimizer step `step` feed a score that will be used.
-
-        A running average (snip_momentum) is fed until the last event; snip and gradient only on
-        the steps that end with an event or a progressive stage. After the last event nothing is
-        scored (cool-down costs only the mask enforcement).
-        """
-        if not self.uses_grad:
-            return False
-        assert self.criterion is not None
-        if self.schedule.event_index_at(step) > self.done_index or self.stage_at(step) is not None:
-            return True
-        return self.criterion.every_step and step <= self.schedule.last_event_step
+Group = ElementGroup | StructureGroup
 
 
 class Pruner:
-    """Training-time pruning of a model's Linear-like layers following a recipe.
+    """Training-time pruning of a model's Linear-like layers, heads and neurons, following a recipe.
 
     `model` is the unwrapped model (not the DDP wrapper); `recipe` is a Recipe, a dict, or the path
-    of a JSON recipe. Raises RecipeError when a group matches no layer, a layer is matched by two
-    groups, or a layer's shape does not fit the group's pattern.
+    of a JSON recipe. Raises RecipeError when a group matches no layer (or block), a layer is in two
+    element groups, or a layer's shape does not fit the group's pattern; StructureError when the
+    model's attention or feed-forward layout cannot be mapped for a head or neuron group.
     """
 
     def __init__(self, model: nn.Module, recipe: Recipe | dict | str | Path):
@@ -178,31 +79,43 @@ class Pruner:
         self.step = 0
         self.began = False
         resolved = recipe.resolve()
-        layers_by_group, self.excluded_heads = match_layers(
-            model, resolved, recipe.source,
+        structural = [isinstance(parse_pattern(g.pattern), StructurePattern) for g in resolved]
+        element_cfgs = [g for g, s in zip(resolved, structural, strict=True) if not s]
+        matched_layers, heads = match_layers(
+            model, element_cfgs, recipe.source,
             check_shape=lambda g, name, out_f, in_f: parse_pattern(g.pattern).check_shape(out_f, in_f),
-        )
-        self.layers: dict[str, _Layer] = {}
-        self.groups: list[_Group] = []
-        for cfg, matched in zip(resolved, layers_by_group, strict=True):
-            group_layers = []
-            criterion = None if cfg.kind.criterion is None else make_criterion(cfg.kind.criterion)
-            for name, module, transposed in matched:
-                weight = module.weight
-                pruned = torch.zeros(weight.shape, dtype=torch.bool, device=weight.device)
-                layer = _Layer(
-                    name=name,
-                    weight=weight,
-                    transposed=transposed,
-                    group=cfg.index,
-                    pruned=pruned,
-                    committed=pruned,
-                    score=criterion.new_score(weight.detach()) if criterion is not None else None,
-                )
-                self.layers[name] = layer
-                group_layers.append(layer)
-            _pack_scores(group_layers)
-            self.groups.append(_Group(cfg, group_layers))
+        ) if element_cfgs else ([], _candidates(model)[1])
+        self.excluded_heads = heads
+        modules = dict(model.named_modules())
+        found: dict[str, PrunedLayer] = {}
+
+        def layer_of(name: str, transposed: bool = False) -> PrunedLayer:
+            if name not in found:
+                found[name] = PrunedLayer.of(name, modules[name].weight, transposed)
+            return found[name]
+
+        by_cfg = iter(matched_layers)
+        self.groups: list[Group] = []
+        for cfg, is_structure in zip(resolved, structural, strict=True):
+            if is_structure:
+                self.groups.append(StructureGroup(cfg, self._blocks(model, cfg, layer_of)))
+            else:
+                self.groups.append(ElementGroup(cfg, [layer_of(m.name, m.transposed) for m in next(by_cfg)]))
+        _check_sharing(self.groups, recipe.source)
+        order = {name: i for i, name in enumerate(modules)}
+        self.layers: dict[str, PrunedLayer] = dict(sorted(found.items(), key=lambda kv: order[kv[0]]))
+
+    def _blocks(self, model: nn.Module, cfg: ResolvedGroup, layer_of) -> list[Block]:
+        blocks = []
+        for block in match_blocks(model, cfg, self.recipe.source):
+            if isinstance(block, AttentionBlock):
+                members = [Member(0, block.head_size)] * 3 + [Member(1, block.head_size)]
+                units, minimum = block.num_heads, cfg.min_heads_per_layer
+            else:
+                members = [Member(0, 1), Member(1, 1)]
+                units, minimum = block.size, cfg.min_neurons_per_layer
+            blocks.append(Block(block.name, [layer_of(name) for name in block.members], members, units, minimum))
+        return blocks
 
     # ------------------------------------------------------------------ hooks
     def on_train_begin(self) -> None:
@@ -224,12 +137,11 @@ class Pruner:
         upcoming = self.step + 1
         for group in self.groups:
             if group.wants_scores(upcoming):
-                layers = [layer for layer in group.layers if layer.score is not None]
                 assert group.criterion is not None
                 group.criterion.update(
-                    [layer.score for layer in layers],  # type: ignore[misc]
-                    [layer.weight for layer in layers],
-                    [layer.weight.grad for layer in layers],
+                    group.scores,  # type: ignore[arg-type]
+                    [layer.weight for layer in group.scored],
+                    [layer.weight.grad for layer in group.scored],
                 )
         with torch.no_grad():
             pairs = [(lay.weight.grad, lay.keep) for lay in self.layers.values() if lay.n_pruned and
@@ -245,7 +157,7 @@ class Pruner:
             if not self._catch_up(group):
                 stage = group.stage_at(self.step)
                 if stage is not None:
-                    self._progressive_stage(group, stage)
+                    self._progressive_stage(group, stage)  # type: ignore[arg-type]
         self._apply_masks()
 
     def on_train_end(self) -> None:
@@ -259,30 +171,31 @@ class Pruner:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Step, per-group progress, per-layer masks and scores (tensors, ints and strings only)."""
+        """Step, per-group progress and scores, per-layer masks (tensors, ints and strings only)."""
         layers = {}
         for name, layer in self.layers.items():
             entry: dict[str, Any] = {"pruned": layer.pruned.cpu()}
             if layer.committed is not layer.pruned:
                 entry["committed"] = layer.committed.cpu()
-            if layer.score is not None:
-                entry["score"] = layer.score.cpu()
+            if layer.structural is not None:
+                entry["structural"] = layer.structural.cpu()
             layers[name] = entry
-        return {
-            "format": STATE_FORMAT,
-            "step": self.step,
-            "began": self.began,
-            "groups": [
-                {"done_index": g.done_index, "locked": g.locked, "pending_total": g.pending_total}
-                for g in self.groups
-            ],
-            "layers": layers,
-        }
+        groups = []
+        for g in self.groups:
+            entry = {"done_index": g.done_index, "locked": g.locked, "pending_total": g.pending_total,
+                     "scores": {layer.name: score.cpu() for layer, score in zip(g.scored, g.scores, strict=True)
+                                if score is not None}}
+            if isinstance(g, StructureGroup):
+                entry["units"] = {block.name: block.pruned_units.cpu() for block in g.blocks}
+            groups.append(entry)
+        return {"format": STATE_FORMAT, "step": self.step, "began": self.began, "groups": groups, "layers": layers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict()`; the masks are applied to the weights at once."""
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        """Restore a `state_dict()` (this version's or the previous one's); the masks are applied at once."""
+        if not isinstance(state, dict) or state.get("format") not in (STATE_FORMAT, _OLD_FORMAT):
             raise CheckpointError("the checkpoint's pruner state is not a prunecli pruner state")
+        if state["format"] == _OLD_FORMAT:
+            state = _upgrade(state, self.groups)
         names, saved = set(self.layers), set(state["layers"])
         if names != saved or len(state["groups"]) != len(self.groups):
             missing = sorted(names - saved)[:3]
@@ -300,13 +213,25 @@ class Pruner:
             device = layer.weight.device
             pruned = entry["pruned"].to(device=device, dtype=torch.bool)
             committed = entry["committed"].to(device=device, dtype=torch.bool) if "committed" in entry else None
+            if "structural" in entry:
+                layer.structural = entry["structural"].to(device=device, dtype=torch.bool)
+                layer.n_structural = int(torch.count_nonzero(layer.structural))
             layer.set_pruned(pruned, committed)
-            if layer.score is not None and entry.get("score") is not None:
-                layer.score.copy_(entry["score"].to(device))
         for group, g in zip(self.groups, state["groups"], strict=True):
             group.done_index = int(g["done_index"])
             group.locked = bool(g["locked"])
             group.pending_total = int(g["pending_total"])
+            for i, layer in enumerate(group.scored):
+                score = group.scores[i]
+                if score is not None and layer.name in g.get("scores", {}):
+                    score.copy_(g["scores"][layer.name].to(score.device))
+            if isinstance(group, StructureGroup):
+                for block in group.blocks:
+                    saved_units = g.get("units", {}).get(block.name)
+                    if saved_units is None or saved_units.numel() != block.units:
+                        raise CheckpointError(f"the checkpoint's pruner state has no units for block {block.name}",
+                                              "Resume with the recipe and model the checkpoint was written with.")
+                    block.pruned_units = saved_units.to(device=block.pruned_units.device, dtype=torch.bool)
         self.step = int(state["step"])
         self.began = bool(state.get("began", True))
         self._apply_masks()
@@ -330,13 +255,20 @@ class Pruner:
                 acc += g.schedule.target_sparsity_at(self.step) * g.numel
         return acc / total
 
+    def group_sparsity(self, group: Group) -> float:
+        """An element group's share of pruned weights; a structure group's share of removed units."""
+        if isinstance(group, StructureGroup):
+            units = sum(block.units for block in group.blocks)
+            return sum(int(block.pruned_units.sum()) for block in group.blocks) / units if units else 0.0
+        pruned = sum(layer.n_pruned for layer in group.layers)
+        return pruned / group.numel if group.numel else 0.0
+
     def log_values(self) -> dict[str, float]:
         """Cheap values for a tracker: `sparsity`, `target_sparsity`, and per group when there are several."""
         values = {"sparsity": self.current_sparsity(), "target_sparsity": self.target_sparsity()}
-        if len(self.groups) > 1:
+        if len(self.groups) > 1 or any(isinstance(g, StructureGroup) for g in self.groups):
             for g in self.groups:
-                pruned = sum(layer.n_pruned for layer in g.layers)
-                values[f"sparsity/group{g.cfg.index}"] = pruned / g.numel if g.numel else 0.0
+                values[f"sparsity/group{g.cfg.index}"] = self.group_sparsity(g)
         return values
 
     def event_steps(self) -> list[int]:
@@ -346,50 +278,71 @@ class Pruner:
     def layer_sparsity(self) -> dict[str, float]:
         return {name: layer.n_pruned / layer.numel for name, layer in self.layers.items()}
 
+    def score_of(self, name: str) -> torch.Tensor | None:
+        """The stored score of layer `name` (in the first group scoring it; None when read at the event)."""
+        for group in self.groups:
+            for layer, score in zip(group.scored, group.scores, strict=True):
+                if layer.name == name:
+                    return score
+        raise KeyError(name)
+
     def keep_masks(self) -> dict[str, torch.Tensor]:
         """Boolean keep-masks in each weight's own layout (True = kept)."""
         return {name: ~layer.pruned for name, layer in self.layers.items()}
+
+    def pruned_units(self) -> list[dict[str, Any]]:
+        """Per block of every head/neuron group: how many units it has and which were removed."""
+        return [{"group": g.cfg.index, "block": block.name, "unit": g.unit_name, "units": block.units,
+                 "pruned": [int(i) for i in torch.nonzero(block.pruned_units).reshape(-1).tolist()]}
+                for g in self.groups if isinstance(g, StructureGroup) for block in g.blocks]
 
     def plan(self) -> list[dict[str, Any]]:
         """Per group: which layers, pattern, target, scope and schedule (what `prune --dry_run` prints)."""
         out = []
         for g in self.groups:
             s = g.schedule
-            out.append(
-                {
-                    "index": g.cfg.index,
-                    "path": g.cfg.path,
-                    "layers": [layer.name for layer in g.layers],
-                    "num_params": g.numel,
-                    "pattern": g.pattern.name,
-                    "pruning_type": g.cfg.pruning_type,
-                    "target_sparsity": g.cfg.target_sparsity,
-                    "pruning_scope": g.cfg.pruning_scope,
-                    "sparsity_decay_type": g.cfg.sparsity_decay_type,
-                    "start_step": s.start_step,
-                    "end_step": s.end_step,
-                    "pruning_frequency": s.frequency,
-                    "num_events": s.num_events,
-                    "oneshot": s.is_oneshot,
-                    "progressive": g.progressive,
-                    "min_sparsity_ratio_per_op": g.cfg.min_sparsity_ratio_per_op,
-                    "max_sparsity_ratio_per_op": g.cfg.max_sparsity_ratio_per_op,
-                }
-            )
+            entry = {
+                "index": g.cfg.index,
+                "path": g.cfg.path,
+                "layers": [layer.name for layer in g.layers],
+                "num_params": g.numel,
+                "pattern": g.pattern.name,
+                "pruning_type": g.cfg.pruning_type,
+                "target_sparsity": g.cfg.target_sparsity,
+                "pruning_scope": g.cfg.pruning_scope,
+                "sparsity_decay_type": g.cfg.sparsity_decay_type,
+                "start_step": s.start_step,
+                "end_step": s.end_step,
+                "pruning_frequency": s.frequency,
+                "num_events": s.num_events,
+                "oneshot": s.is_oneshot,
+                "progressive": g.progressive,
+                "min_sparsity_ratio_per_op": g.cfg.min_sparsity_ratio_per_op,
+                "max_sparsity_ratio_per_op": g.cfg.max_sparsity_ratio_per_op,
+            }
+            if isinstance(g, StructureGroup):
+                entry["blocks"] = [block.name for block in g.blocks]
+                entry["units"] = sum(block.units for block in g.blocks)
+            out.append(entry)
         return out
 
     def resolved_recipe(self) -> dict[str, Any]:
-        """The recipe as run: every group fully resolved with its `layers` (a valid recipe itself)."""
+        """The recipe as run: every group fully resolved with its `layers` (a valid recipe itself), the task
+        head left out and, for head/neuron groups, the units each block lost (`pruned_units`)."""
         groups = []
         for g in self.groups:
             d = g.cfg.to_dict()
             d["pruning_frequency"] = g.schedule.frequency
             d["layers"] = [layer.name for layer in g.layers]
             groups.append(d)
-        return {"pruning_configs": groups, "excluded_heads": list(self.excluded_heads)}
+        out: dict[str, Any] = {"pruning_configs": groups, "excluded_heads": list(self.excluded_heads)}
+        units = self.pruned_units()
+        if units:
+            out["pruned_units"] = units
+        return out
 
     # ------------------------------------------------------------------ internals
-    def _catch_up(self, group: _Group) -> bool:
+    def _catch_up(self, group: Group) -> bool:
         """Run the latest schedule event not yet processed; True when one ran."""
         if group.lock:
             return False
@@ -398,32 +351,46 @@ class Pruner:
             return False
         if group.uses_grad and self.step == 0:
             return False  # no gradient yet: a step-0 event runs after the first optimizer step
-        self._event(group, index)
-        return True
-
-    @torch.no_grad()
-    def _event(self, group: _Group, index: int) -> None:
         group.done_index = index
         target = group.schedule.target_at_event(index)
-        assert group.criterion is not None
-        scores = [layer.as2d(group.criterion.score(layer.score, layer.weight)) for layer in group.layers]
-        cfg = group.cfg
-        states = [
-            allocation.LayerState(
-                scores=sc, committed=layer.as2d(layer.committed), n_committed=layer.n_committed,
-                cap=allocation.layer_cap(cfg.max_sparsity_ratio_per_op, layer.numel,
-                                         group.pattern.prunable(layer.shape2d), layer.n_committed),
-            )
-            for layer, sc in zip(group.layers, scores, strict=True)
-        ]
-        if cfg.pruning_scope == "local":
-            picked = allocation.local_masks(group.pattern, states, target, cfg.criterion_reduce_type)
+        if isinstance(group, StructureGroup):
+            self._structure_event(group, target)
         else:
-            picked = allocation.global_masks(group.pattern, states, target, final_target=cfg.target_sparsity,
-                                             min_ratio=cfg.min_sparsity_ratio_per_op,
-                                             reduce=cfg.criterion_reduce_type)
-        new = [layer.from2d(mask) for layer, (mask, _) in zip(group.layers, picked, strict=True)]
-        counts = [count for _, count in picked]
+            self._element_event(group, index, target)
+        return True
+
+    def _allocate(self, pattern, states: list[allocation.LayerState], target: float, cfg: ResolvedGroup):
+        if cfg.pruning_scope == "local":
+            return allocation.local_masks(pattern, states, target, cfg.criterion_reduce_type)
+        return allocation.global_masks(pattern, states, target, final_target=cfg.target_sparsity,
+                                       min_ratio=cfg.min_sparsity_ratio_per_op, reduce=cfg.criterion_reduce_type)
+
+    @torch.no_grad()
+    def _element_event(self, group: ElementGroup, index: int, target: float) -> None:
+        """Each layer's pattern over what structural groups left of it (the matrix `compact` will keep)."""
+        cfg = group.cfg
+        states, kept = [], []
+        for layer, sc in zip(group.layers, group.element_scores(), strict=True):
+            rows, cols = _remaining(layer)
+            committed = layer.as2d(layer.committed)
+            if rows is not None:
+                sc, committed = sc[rows][:, cols], committed[rows][:, cols]
+            n_committed = layer.n_committed - layer.n_structural
+            states.append(allocation.LayerState(
+                scores=sc, committed=committed, n_committed=n_committed,
+                cap=allocation.layer_cap(cfg.max_sparsity_ratio_per_op, sc.numel(),
+                                         group.pattern.prunable(tuple(sc.shape)), n_committed),
+            ))
+            kept.append((rows, cols))
+        picked = self._allocate(group.pattern, states, target, cfg)
+        new, counts = [], []
+        for layer, (mask, count), (rows, cols) in zip(group.layers, picked, kept, strict=True):
+            if rows is not None:  # back to the full matrix, beside what the heads and neurons removed
+                full = layer.as2d(layer.structural).clone()
+                full[rows[:, None], cols[None, :]] |= mask
+                mask, count = full, count + layer.n_structural
+            new.append(layer.from2d(mask))
+            counts.append(count)
         last = index >= group.schedule.num_events - 1
         if group.progressive and not last:
             for layer, committed in zip(group.layers, new, strict=True):
@@ -436,7 +403,31 @@ class Pruner:
             group.pending_total = 0
 
     @torch.no_grad()
-    def _progressive_stage(self, group: _Group, stage: int) -> None:
+    def _structure_event(self, group: StructureGroup, target: float) -> None:
+        """Lay each block out as `[units, weights per unit]` and let the row pattern choose whole units."""
+        cfg = group.cfg
+        scores = group.element_scores()
+        states = []
+        for block in group.blocks:
+            view = unit_view([scores[group.score_index(layer)] for layer in block.layers], block.members,
+                             block.units)
+            per_unit = view.shape[1]
+            committed = block.pruned_units[:, None].expand(view.shape)
+            n_committed = int(block.pruned_units.sum()) * per_unit
+            most = min(block.units - block.min_units, int(cfg.max_sparsity_ratio_per_op * block.units + 1e-9))
+            states.append(allocation.LayerState(scores=view, committed=committed, n_committed=n_committed,
+                                                cap=max(n_committed, max(0, most) * per_unit)))
+        for block, (mask, _) in zip(group.blocks, self._allocate(_ROWS, states, target, cfg), strict=True):
+            fresh = mask.any(dim=1) & ~block.pruned_units
+            if not bool(fresh.any()):
+                continue
+            block.pruned_units = block.pruned_units | fresh
+            shapes = [layer.shape2d for layer in block.layers]
+            for layer, removed in zip(block.layers, unit_masks(fresh, shapes, block.members), strict=True):
+                layer.add_structural(layer.from2d(removed))
+
+    @torch.no_grad()
+    def _progressive_stage(self, group: ElementGroup, stage: int) -> None:
         """Prune `stage/stages` of the latest event's new weights, lowest element scores first."""
         if stage >= group.stages:
             for layer in group.layers:
@@ -450,9 +441,8 @@ class Pruner:
             return
         assert group.criterion is not None
         criterion = group.criterion
-        pooled = torch.cat(
-            [criterion.score(lay.score, lay.weight)[p].float() for lay, p in zip(group.layers, pending, strict=True)]
-        )
+        pooled = torch.cat([criterion.score(score, lay.weight)[p].float()
+                            for lay, score, p in zip(group.layers, group.scores, pending, strict=True)])
         picks = select_lowest(pooled, 1, need)
         offset = 0
         for layer, p in zip(group.layers, pending, strict=True):
@@ -474,6 +464,69 @@ class Pruner:
         _multiply([layer.weight for layer in pruned], [layer.keep for layer in pruned])
 
 
+def _remaining(layer: PrunedLayer) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Indices of the rows and columns (`[out, in]`) no structural group removed whole; (None, None) when
+    no structural group prunes the layer."""
+    if layer.structural is None or not layer.n_structural:
+        return None, None
+    removed = layer.as2d(layer.structural)
+    rows = torch.nonzero(~removed.all(dim=1)).reshape(-1)
+    cols = torch.nonzero(~removed.all(dim=0)).reshape(-1)
+    return rows, cols
+
+
+def _check_sharing(groups: list[Group], source: str | None) -> None:
+    """A layer may be in one element group and in structure groups; no block in two groups of one kind; a
+    progressive element group shares no layer with a structure group (its stages assume it owns the mask)."""
+    structure_layers: dict[int, str] = {}
+    column_units: dict[int, int] = {}  # layer -> the size of the input-column slices a structure group removes
+    blocks: dict[tuple[str, str], ResolvedGroup] = {}
+    for g in groups:
+        if isinstance(g, StructureGroup):
+            for block in g.blocks:
+                for layer, member in zip(block.layers, block.members, strict=True):
+                    if member.axis == 1:
+                        column_units[id(layer)] = member.size
+                key = (g.unit_name, block.name)
+                if key in blocks:
+                    raise RecipeError(
+                        f"block `{block.name}` is in two {g.unit_name} groups: `{blocks[key].path or 'top level'}` "
+                        f"and `{g.cfg.path}`", "Each attention or feed-forward block may be in one group per "
+                        "pattern: narrow op_names.", path=g.cfg.key_path("op_names"), source=source)
+                blocks[key] = g.cfg
+                for layer in block.layers:
+                    structure_layers[id(layer)] = g.cfg.path or "top level"
+    for g in groups:
+        if isinstance(g, ElementGroup) and isinstance(g.pattern, NMPattern):
+            for layer in g.layers:
+                size = column_units.get(id(layer))
+                if size is not None and size % g.pattern.m:
+                    raise RecipeError(
+                        f"layer `{layer.name}` loses whole input columns to a head/neuron group, {size} at a time, so "
+                        f"what remains cannot keep the {g.pattern.name} groups of {g.pattern.m} consecutive inputs",
+                        "Exclude the layer from the N:M group (e.g. the feed-forward down projections) or use an "
+                        "NxM block pattern on it.", path=g.cfg.key_path("op_names"), source=source)
+        if isinstance(g, ElementGroup) and g.cfg.kind.progressive:
+            shared = next((layer for layer in g.layers if id(layer) in structure_layers), None)
+            if shared is not None:
+                raise RecipeError(
+                    f"layer `{shared.name}` is pruned progressively by `{g.cfg.path or 'top level'}` and also by the "
+                    f"head/neuron group `{structure_layers[id(shared)]}`",
+                    "Use a plain pruning type (without _progressive) for element groups on head or neuron layers.",
+                    path=g.cfg.key_path("pruning_type"), source=source)
+
+
+def _upgrade(state: dict[str, Any], groups: list[Group]) -> dict[str, Any]:
+    """A `prunecli.pruner/1` state (one score per layer, each layer in one group) in this version's layout."""
+    layers = {name: {k: v for k, v in entry.items() if k != "score"} for name, entry in state["layers"].items()}
+    new_groups = []
+    for group, g in zip(groups, state["groups"], strict=False):
+        scores = {layer.name: state["layers"][layer.name]["score"] for layer in group.scored
+                  if state["layers"].get(layer.name, {}).get("score") is not None}
+        new_groups.append({**g, "scores": scores})
+    return {**state, "format": STATE_FORMAT, "layers": layers, "groups": new_groups}
+
+
 def _multiply(tensors: list[torch.Tensor], keeps: list) -> None:
     """`t *= keep` for every pair, in one fused call where the devices and dtypes allow it."""
     if not tensors:
@@ -483,24 +536,3 @@ def _multiply(tensors: list[torch.Tensor], keeps: list) -> None:
     except RuntimeError:  # mixed devices/dtypes: one by one
         for t, k in zip(tensors, keeps, strict=True):
             t.mul_(k)
-
-
-def _pack_scores(layers: list[_Layer]) -> None:
-    """Put a group's scores into one contiguous buffer (each layer's score a view of it).
-
-    The per-step score update and the pooled selection of global scope then run as a few large
-    operations over the buffer instead of one small operation per layer, and pooling 1x1 units
-    needs no copy. Scores of mixed devices or dtypes stay separate.
-    """
-    scores = [layer.score for layer in layers]
-    if len(scores) < 2 or any(s is None for s in scores):
-        return
-    first = scores[0]
-    if any(s.dtype != first.dtype or s.device != first.device for s in scores):  # type: ignore[union-attr]
-        return
-    flat = torch.empty(sum(s.numel() for s in scores), dtype=first.dtype, device=first.device)  # type: ignore[union-attr]
-    offset = 0
-    for layer in layers:
-        n = layer.score.numel()  # type: ignore[union-attr]
-        layer.score = flat[offset : offset + n].view(layer.score.shape).copy_(layer.score)  # type: ignore[union-attr]
-        offset += n

@@ -34,11 +34,11 @@ from pydantic import (
 )
 
 from prunecli.errors import RecipeError
-from prunecli.sparsity.patterns import NMPattern, PatternError, parse_pattern
+from prunecli.sparsity.patterns import NMPattern, PatternError, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe_errors import ChoiceError, recipe_error
 
 OP_TYPES = ("Linear", "Conv1D")
-PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1)\s*$"
+PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1|head|neuron)\s*$"
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 PROGRESSIVE_SUFFIX = "_progressive"
 PATTERN_LOCK = "pattern_lock"
@@ -140,8 +140,10 @@ class GroupSettings(BaseModel):
     pattern: Annotated[str, Field(strict=True), AfterValidator(_pattern)] = Field(
         "4x1",
         description='Sparsity structure: NxM blocks ("4x1", "1x1" unstructured, "2x2"), N:M ("2:4" keeps 2 of '
-        'every 4 consecutive input weights), "1xchannel" (whole output rows) or "channelx1" (whole input columns).',
-        json_schema_extra={"pattern": PATTERN_REGEX, "examples": ["4x1", "1x1", "2:4", "1xchannel"]},
+        'every 4 consecutive input weights), "1xchannel" (whole output rows), "channelx1" (whole input columns), '
+        '"head" (whole attention heads) or "neuron" (whole feed-forward neurons); heads and neurons are found in '
+        "the model's attention and feed-forward blocks and can be removed by `prunecli compact`.",
+        json_schema_extra={"pattern": PATTERN_REGEX, "examples": ["4x1", "1x1", "2:4", "1xchannel", "head"]},
     )
     pruning_type: Annotated[str, Field(strict=True), AfterValidator(_pruning_type)] = Field(
         "snip_momentum",
@@ -183,6 +185,12 @@ class GroupSettings(BaseModel):
     )
     criterion_reduce_type: Literal["mean", "sum", "max"] = Field(
         "mean", description="How a block's score is made from its weights' scores."
+    )
+    min_heads_per_layer: Annotated[int, Field(strict=True, ge=0)] = Field(
+        1, description='Pattern "head": the fewest heads any attention block keeps (0 lets a block lose all).'
+    )
+    min_neurons_per_layer: Annotated[int, Field(strict=True, ge=0)] = Field(
+        1, description='Pattern "neuron": the fewest neurons any feed-forward block keeps.'
     )
 
 
@@ -234,6 +242,10 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
     excluded_heads: list[str] | None = Field(
         None, description="Written by prunecli in prune_recipe.json (the classification head it never prunes); "
         "ignored on input."
+    )
+    pruned_units: list[dict[str, Any]] | None = Field(
+        None, description="Written by prunecli in prune_recipe.json: the heads or neurons each block of a head "
+        "or neuron group lost; ignored on input."
     )
     _source: str | None = PrivateAttr(default=None)
 
@@ -365,6 +377,16 @@ def _check_group(settings: GroupSettings, origin: dict[str, str], source: str | 
 
     pattern = parse_pattern(values["pattern"])
     target = values["target_sparsity"]
+    if isinstance(pattern, StructurePattern):
+        kind = parse_pruning_type(values["pruning_type"])
+        if kind.progressive or kind.lock:
+            raise RecipeError(
+                f"pattern {pattern.name} removes whole {pattern.name}s at each event; pruning_type "
+                f"{values['pruning_type']} does not apply to it",
+                "Use a plain criterion (snip_momentum, snip, magnitude, gradient) for head and neuron groups.",
+                path=blame("pruning_type", "pattern"),
+                source=source,
+            )
     lo, hi = values["min_sparsity_ratio_per_op"], values["max_sparsity_ratio_per_op"]
     if not parse_pruning_type(values["pruning_type"]).lock:
         if isinstance(pattern, NMPattern) and target > pattern.max_sparsity + 1e-9:
