@@ -66,24 +66,67 @@ def render_metrics(result: dict[str, Any], console: Console | None = None) -> No
 
 
 def plan_table(plan: list[dict[str, Any]], excluded_heads: list[str]):
-    """The pruning plan `prune` prints before training: per group, its layers, pattern, type, scope, target, steps."""
-    from rich.table import Table
+    """The pruning plan `prune` prints before training: per group, its layers, pattern, type, scope, target, steps.
 
-    table = Table(title="Pruning plan", title_justify="left")
-    for col in ("group", "layers", "pattern", "type", "scope", "target", "steps (start-end/every)"):
-        table.add_column(col)
-    for group in plan:
-        layers = group["layers"]
-        shown = "\n".join(layers) if len(layers) <= 8 else "\n".join(layers[:6] + [f"... {len(layers) - 6} more"])
-        table.add_row(
-            str(group["index"]),
-            shown,
-            str(group["pattern"]),
-            str(group["pruning_type"]),
-            str(group["pruning_scope"]),
-            f"{group['target_sparsity']:.2f}",
-            f"{group['start_step']}-{group['end_step']}/{group['pruning_frequency']}",
-        )
-    if excluded_heads:
-        table.caption = f"Not pruned (classification head): {', '.join(excluded_heads)}"
-    return table
+    Returns a renderable laid out for the width it is printed at (`render.FitToWidth`). Short lists of
+    layers (at most 8 per group, each fitting on a line) are shown in full; longer ones as groups without
+    the common prefix (`encoder.layer.{0-5}.attention.self.{query,key,value}`, `prunecli.report.names`),
+    so every layer is accounted for. When the table would not fit, the schedule columns (type, scope,
+    steps) move to a second table beside the group number, keeping the layer names on one line.
+    """
+    from rich.console import Group
+    from rich.markup import escape
+
+    from prunecli.report.names import common_prefix, group_names, wrap_dotted
+    from prunecli.report.render import FitToWidth, fit_columns, new_table
+
+    headers = ["group", "layers", "pattern", "type", "scope", "target", "steps (start-end/every)"]
+    rows = [[str(g["index"]), "", str(g["pattern"]), str(g["pruning_type"]), str(g["pruning_scope"]),
+             f"{g['target_sparsity']:.2f}", f"{g['start_step']}-{g['end_step']}/{g['pruning_frequency']}"]
+            for g in plan]
+    all_layers = [name for g in plan for name in g["layers"]]
+    prefix = common_prefix(all_layers)
+
+    def layer_texts(width: int) -> tuple[list[list[str]], bool]:
+        """Per plan group, the names to show in `width` columns, and whether they are grouped."""
+        if all(len(g["layers"]) <= 8 for g in plan) and all(len(n) <= width for n in all_layers):
+            return [list(g["layers"]) for g in plan], False
+        return [[grp.text for grp in group_names([n.removeprefix(prefix) for n in g["layers"]], max_len=width)]
+                for g in plan], True
+
+    def build(width: int):
+        widths: list[int | None] = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+        widths[1] = None  # the layer names
+
+        def fits(avail: int) -> bool:
+            return avail >= len("layers") and all(len(t) <= avail for ts in layer_texts(avail)[0] for t in ts)
+
+        compact, shown, avail = fit_columns(widths, [0, 0, 0, 1, 1, 0, 1], fits, width)
+        texts, grouped = layer_texts(max(avail, 12))
+        lines = [[line for text in ts for line in wrap_dotted(text, max(avail, 12))] for ts in texts]
+        table = new_table(compact, "Pruning plan")
+        for i in shown:
+            table.add_column(headers[i], overflow="ellipsis")
+        for row, cell in zip(rows, lines, strict=True):
+            row = [escape(c) for c in row]
+            row[1] = "\n".join(escape(line) for line in cell)
+            table.add_row(*(row[i] for i in shown), end_section=compact)
+        notes = []
+        if grouped and prefix:
+            notes.append(f"Layer names without the prefix {prefix}; {{…}} stands for several layers.")
+        elif grouped:
+            notes.append("{…} in a layer name stands for several layers.")
+        if excluded_heads:
+            notes.append(f"Not pruned (classification head): {', '.join(excluded_heads)}")
+        moved = [i for i in (3, 4, 6) if i not in shown]
+        if not moved:
+            table.caption, table.caption_justify = escape("\n".join(notes)) or None, "left"
+            return table
+        schedule = new_table(True, None)
+        for i in [0, *moved]:
+            schedule.add_column(headers[i])
+        for row in rows:
+            schedule.add_row(*(escape(row[i]) for i in [0, *moved]))
+        return Group(table, *(escape(n) for n in notes), "", schedule)
+
+    return FitToWidth(build)

@@ -1,19 +1,26 @@
 """Reading checkpoint tensors without building a model: safetensors (memory-mapped), sharded folders, `.bin`.
 
-A `TensorSource` maps tensor names to fetchers; a tensor is read only when it is looked up.
-`.bin` files are read with `torch.load(weights_only=True)`, which refuses anything but tensors.
+A `TensorSource` maps tensor names to fetchers; a tensor is read only when it is looked up, and comes back
+as a numpy array or a `RawFloat` (bfloat16/float8 bits, see `prunecli.report.arrays`).
+
+Safetensors files are parsed here with numpy alone: importing torch takes seconds, several times the
+whole of `prunecli inspect` on a safetensors checkpoint. torch is imported only for torch files (`.bin`,
+`.pt`), read with `torch.load(weights_only=True)`, which refuses anything but tensors.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
+import math
+import mmap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+
+import numpy as np
 
 from prunecli.errors import CheckpointError
+from prunecli.report.arrays import Array, RawFloat, from_torch
 
 RECIPE_FILE = "prune_recipe.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -27,19 +34,21 @@ _INPUT_HINT = (
 
 
 class TensorSource(Mapping):
-    """Read-only mapping name -> tensor over checkpoint files; a tensor is read only when it is looked up.
+    """Read-only mapping name -> array over checkpoint files; a tensor is read only when it is looked up.
 
-    Safetensors files stay memory-mapped by `safe_open`; `.bin` files are `torch.load`ed with
-    `mmap=True` where the file format allows it. `format` names what was read (`safetensors`,
-    `safetensors-sharded`, `torch`, `torch-sharded`) and `files` the files behind it.
+    Values are numpy arrays, or `RawFloat` for dtypes numpy lacks. A safetensors tensor is memory-mapped
+    on each lookup and unmapped when the caller drops it; `.bin` files are `torch.load`ed once (with
+    `mmap=True` where the file format allows it) and each tensor shared with numpy without a copy.
+    `format` names what was read (`safetensors`, `safetensors-sharded`, `torch`, `torch-sharded`) and
+    `files` the files behind it.
     """
 
-    def __init__(self, fetchers: dict[str, Callable[[], Any]], fmt: str, files: list[Path]):
+    def __init__(self, fetchers: dict[str, Callable[[], Array]], fmt: str, files: list[Path]):
         self._fetchers = fetchers
         self.format = fmt
         self.files = files
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> Array:
         fetch = self._fetchers[name]
         try:
             return fetch()
@@ -117,62 +126,109 @@ def _load_file(path: Path) -> TensorSource:
                           _INPUT_HINT)
 
 
-# safetensors dtype names -> torch dtype attribute names (tensors of other dtypes are read by safetensors itself).
-_SAFETENSORS_DTYPES = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
-    "BOOL": "bool",
+# safetensors dtype -> (numpy storage type, torch-style name of a RawFloat, or None for numpy-native dtypes).
+_SAFETENSORS_DTYPES: dict[str, tuple[str, str | None]] = {
+    "F64": ("<f8", None), "F32": ("<f4", None), "F16": ("<f2", None), "BF16": ("<u2", "bfloat16"),
+    "F8_E4M3": ("u1", "float8_e4m3fn"), "F8_E5M2": ("u1", "float8_e5m2"), "F8_E4M3FNUZ": ("u1", "float8_e4m3fnuz"),
+    "F8_E5M2FNUZ": ("u1", "float8_e5m2fnuz"), "F8_E8M0": ("u1", "float8_e8m0fnu"), "I64": ("<i8", None),
+    "I32": ("<i4", None), "I16": ("<i2", None), "I8": ("i1", None), "U64": ("<u8", None), "U32": ("<u4", None),
+    "U16": ("<u2", None), "U8": ("u1", None), "BOOL": ("?", None), "C64": ("<c8", None),
 }
+# Sub-byte dtypes safetensors knows (bits per element): their files are validated, their tensors not read.
+_SUBBYTE_DTYPES = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 
 
-def _safetensors_fetchers(path: Path, only: set[str] | None = None) -> dict[str, Callable[[], Any]]:
-    """Fetchers that memory-map one tensor each, zero-copy.
+def _read_header(path: Path) -> tuple[int, dict[str, dict]]:
+    """(header length, tensor entries) of a safetensors file, checked as `safetensors` itself checks it.
 
-    `safe_open` validates the file (header, truncation, coverage); the tensors themselves are mapped one
-    window at a time with `torch.frombuffer`, so a tensor's pages leave memory when the tensor is freed.
-    (`safe_open.get_tensor` copies every tensor and keeps the whole file mapped, which made inspecting a
-    checkpoint cost more peak memory than loading the model.)
+    Format: an 8-byte little-endian header length N, N bytes of JSON `{name: {dtype, shape, data_offsets}}`
+    (plus an optional `__metadata__`), then the data; offsets are relative to the data and must tile it
+    exactly, so a truncated or padded file is rejected here rather than by a read of garbage later.
+    Raises ValueError with what is wrong.
     """
-    from safetensors import safe_open
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ValueError(f"the file has {size} bytes, fewer than the 8-byte header length")
+        header_len = int.from_bytes(head, "little")
+        if header_len > min(size - 8, _MAX_HEADER):
+            raise ValueError(f"the header claims {header_len} bytes but the file has {size}")
+        raw = fh.read(header_len)
+    if not raw.startswith(b"{"):
+        raise ValueError("the header is not a JSON object")
+    header = json.loads(raw)
+    if not isinstance(header, dict):
+        raise ValueError("the header is not a JSON object")
+    header.pop("__metadata__", None)
+    spans = []
+    for name, info in header.items():
+        if not isinstance(info, dict) or not isinstance(info.get("dtype"), str):
+            raise ValueError(f"tensor {name!r} has no dtype")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValueError(f"tensor {name!r} has an invalid shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise ValueError(f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        numel = math.prod(shape)
+        if info["dtype"] in _SAFETENSORS_DTYPES:
+            nbytes = numel * np.dtype(_SAFETENSORS_DTYPES[info["dtype"]][0]).itemsize
+        elif info["dtype"] in _SUBBYTE_DTYPES:
+            nbytes = -(-numel * _SUBBYTE_DTYPES[info["dtype"]] // 8)
+        else:
+            raise ValueError(f"tensor {name!r} has an unknown dtype {info['dtype']!r}")
+        if nbytes != offsets[1] - offsets[0]:
+            raise ValueError(f"tensor {name!r}: {info['dtype']} {shape} needs {nbytes} bytes, its offsets span "
+                             f"{offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise ValueError(f"tensor {name!r} starts at byte {begin} of the data, expected {end}")
+        end = stop
+    if 8 + header_len + end != size:
+        raise ValueError(f"the tensors take {end} bytes of data, the file holds {size - 8 - header_len}"
+                         + (" (truncated)" if 8 + header_len + end > size else ""))
+    return header_len, header
 
+
+def _safetensors_fetchers(path: Path, only: set[str] | None = None) -> dict[str, Callable[[], Array]]:
+    """Fetchers that memory-map one tensor each, zero-copy, with numpy (no torch, no `safetensors` package).
+
+    Each tensor is its own private (copy-on-write) map of just its bytes, so its pages leave memory when the
+    array is freed: inspecting a checkpoint costs about its largest tensor, not the file.
+    """
     try:
-        handle = safe_open(str(path), framework="pt", device="cpu")
-        names = list(handle.keys())
-        with path.open("rb") as fh:
-            header_len = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(header_len))
-    except Exception as err:  # SafetensorError: truncated file, bad header, not safetensors at all
+        header_len, header = _read_header(path)
+    except (OSError, ValueError) as err:  # truncated file, bad header, not safetensors at all
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}",
                               "The file is truncated or corrupted; save or download it again.") from err
-    if only is not None:
-        names = [n for n in names if n in only]
-    fetchers: dict[str, Callable[[], Any]] = {}
-    for name in names:
-        info = header[name]
-        dtype = _SAFETENSORS_DTYPES.get(info["dtype"])
+    fetchers: dict[str, Callable[[], Array]] = {}
+    for name, info in header.items():
+        if only is not None and name not in only:
+            continue
         begin, end = info["data_offsets"]
-        if dtype is None or sys.byteorder != "little":
-            fetchers[name] = functools.partial(handle.get_tensor, name)
-        else:
-            fetchers[name] = functools.partial(_map_tensor, path, 8 + header_len + begin, end - begin, dtype,
-                                               tuple(info["shape"]))
+        fetchers[name] = functools.partial(_map_tensor, path, 8 + header_len + begin, end - begin, info["dtype"],
+                                           tuple(info["shape"]))
     return fetchers
 
 
-def _map_tensor(path: Path, offset: int, nbytes: int, dtype_name: str, shape: tuple[int, ...]):
-    """One tensor as a private (copy-on-write) memory map of its bytes; unmapped when the tensor is freed."""
-    import mmap
-
-    import torch
-
-    dtype = getattr(torch, dtype_name)
+def _map_tensor(path: Path, offset: int, nbytes: int, dtype: str, shape: tuple[int, ...]) -> Array:
+    """One tensor as a private (copy-on-write) memory map of its bytes; unmapped when the array is freed."""
+    if dtype not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"dtype {dtype} is not supported by inspect")
+    storage, raw_name = _SAFETENSORS_DTYPES[dtype]
     if nbytes == 0:
-        return torch.empty(shape, dtype=dtype)
-    start = offset - offset % mmap.ALLOCATIONGRANULARITY
-    with path.open("rb") as fh:
-        window = mmap.mmap(fh.fileno(), offset - start + nbytes, offset=start, access=mmap.ACCESS_COPY)
-    count = nbytes // dtype.itemsize
-    return torch.frombuffer(window, dtype=dtype, count=count, offset=offset - start).view(shape)
+        array = np.empty(shape, dtype=storage)
+    else:
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        with path.open("rb") as fh:
+            window = mmap.mmap(fh.fileno(), offset - start + nbytes, offset=start, access=mmap.ACCESS_COPY)
+        array = np.frombuffer(window, dtype=storage, count=nbytes // np.dtype(storage).itemsize,
+                              offset=offset - start).reshape(shape)
+    return RawFloat(array, raw_name) if raw_name else array
 
 
 def _torch_state_dict(path: Path) -> dict:
@@ -206,9 +262,13 @@ def _first_line(err: Exception) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _torch_fetchers(path: Path) -> dict[str, Callable[[], Any]]:
+def _torch_fetchers(path: Path) -> dict[str, Callable[[], Array]]:
     state = _torch_state_dict(path)
-    return {name: functools.partial(state.__getitem__, name) for name in state}
+    return {name: functools.partial(_from_state, state, name) for name in state}
+
+
+def _from_state(state: dict, name: str) -> Array:
+    return from_torch(state[name])
 
 
 def _load_sharded(index: Path) -> TensorSource:
@@ -222,7 +282,7 @@ def _load_sharded(index: Path) -> TensorSource:
     shards: dict[str, set[str]] = {}
     for name, shard in weight_map.items():
         shards.setdefault(str(shard), set()).add(name)
-    fetchers: dict[str, Callable[[], Any]] = {}
+    fetchers: dict[str, Callable[[], Array]] = {}
     files = []
     for shard, names in shards.items():
         file = index.parent / shard

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from prunecli.cli import inspect as inspect_cmd
@@ -23,6 +24,7 @@ from tests.unit.test_report import (
     dense,
     nm_pruned,
     patterned_state,
+    to_torch,
     write_bad_inputs,
 )
 
@@ -50,8 +52,8 @@ def test_table_lists_layers_structures_and_totals(checkpoint):
     result = invoke(checkpoint)
     assert result.exit_code == 0, result.output
     out = result.output
-    for name, (zeros, structure) in EXPECTED_ZEROS.items():
-        line = next(line for line in out.splitlines() if name in line)
+    for name, (zeros, structure) in EXPECTED_ZEROS.items():  # the table names layers by module
+        line = next(line for line in out.splitlines() if name.removesuffix(".weight") in line.split())
         assert f"{zeros:,}" in line and structure in line, line
     assert "Total (9 layers)" in out and "Element-wise over matmul/Gemm/conv weights" in out
     assert "0.2836" in out  # 1316 / 4640 over the matmul weights
@@ -105,7 +107,7 @@ def test_compare_side_by_side(tmp_path):
         "l.0.intermediate.dense.weight": before["l.0.intermediate.dense.weight"] * (nm_pruned(32, 16, 2) != 0),
     }
     save_file(before, tmp_path / "dense.safetensors")
-    torch.save(after, tmp_path / "pruned.bin")
+    torch.save(to_torch(after), tmp_path / "pruned.bin")
     result = invoke(tmp_path / "dense.safetensors", "--compare", tmp_path / "pruned.bin", "--json", "--plot",
                     tmp_path / "cmp.png")
     assert result.exit_code == 0, result.output
@@ -165,6 +167,43 @@ def test_inspect_help_imports_no_torch():
         "r = CliRunner().invoke(app, ['inspect', '--help'])\n"
         "assert r.exit_code == 0 and '--compare' in r.output, r.output\n"
         "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'safetensors') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(("args", "shown"), [(["--json"], "1316"), ([], "1,316"), (["--compare", "{ckpt}"], "0.2836")],
+                         ids=["json", "table", "compare"])
+def test_inspect_of_safetensors_imports_no_torch(checkpoint, args, shown):
+    """`prunecli inspect` on safetensors is numpy only: torch's import alone costs seconds (the whole command
+    should take well under one). Runs the real CLI entry point in a fresh interpreter."""
+    argv = ["prunecli", "inspect", str(checkpoint), *(a.format(ckpt=checkpoint) for a in args)]
+    code = (
+        "import io, sys, contextlib\n"
+        "from prunecli.cli.app import main\n"
+        f"sys.argv = {argv!r}\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exit:\n"
+        "        assert not exit.code, exit.code\n"
+        f"assert {shown!r} in out.getvalue(), out.getvalue()\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'safetensors') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+
+
+def test_cli_import_path_imports_no_torch():
+    """app.py registers every command (options.py imports prunecli.config): none may pull torch in."""
+    code = (
+        "import sys\n"
+        "import prunecli.cli.app, prunecli.cli.options, prunecli.config, prunecli.report, prunecli.cli.tables\n"
+        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'safetensors') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
