@@ -5,6 +5,9 @@ The library works without the CLI. The public API is imported lazily so that
 
     from prunecli import Pruner, load_recipe, sparsity_report
     from prunecli import PruningCallback  # for transformers.Trainer
+
+Importing prunecli also makes transformers' Auto classes load compacted checkpoints (per-layer heads and
+neurons, `prunecli compact`); see `prunecli.architectures`. That costs nothing until transformers loads.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+from prunecli.architectures import install_registration_hook as _install  # noqa: E402
+
+_install()
 
 
 def __getattr__(name: str):

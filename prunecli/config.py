@@ -79,6 +79,7 @@ class PruneConfig:
     cooldown_epochs: float = 0.0
     cooldown_lr_decay: str = "none"  # none | linear | cosine: the learning rate falls to 0 over the cool-down
     lr_rewind_ratio: float | None = None  # between pruning events the lr falls to this share, rewound at each event
+    compact: bool = False  # after training, remove the pruned heads and neurons into OUTPUT_DIR/compact
     dry_run: bool = False
 
 

@@ -159,6 +159,10 @@ LRRewind = Annotated[
 ]
 DoPrune = Annotated[bool, _opt("do_prune", "Accepted and ignored (the reference script needed it).", PRUNE)]
 DryRun = Annotated[bool, _opt("dry_run", "Print which layers each group prunes, then exit.", PRUNE)]
+Compact = Annotated[
+    bool, _opt("compact", "After training, remove the pruned heads and neurons: a smaller, faster copy of the "
+               "model in OUTPUT_DIR/compact (see prunecli compact).", PRUNE)
+]
 
 # ---- distillation options -----------------------------------------------------------------------------
 Teacher = Annotated[
@@ -222,7 +226,7 @@ PRUNING_OPTIONS = {
     "recipe": RecipePath, "target_sparsity": TargetSparsity, "initial_sparsity": InitialSparsity,
     "pruning_pattern": Pattern, "pruning_type": PruningType, "pruning_scope": Scope, "sparsity_decay_type": Decay,
     "pruning_frequency": Frequency, "sparsity_warm_epochs": WarmEpochs, "cooldown_epochs": CoolEpochs,
-    "cooldown_lr_decay": CooldownLR, "lr_rewind_ratio": LRRewind, "dry_run": DryRun,
+    "cooldown_lr_decay": CooldownLR, "lr_rewind_ratio": LRRewind, "compact": Compact, "dry_run": DryRun,
 }
 DISTILL_OPTIONS = {
     "teacher_model_name_or_path": Teacher, "distill_loss_weight": DistillWeight, "distill_type": DistillType,

@@ -9,6 +9,7 @@ plus `prune_recipe.json`, `sparsity_report.json` and a model card.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from prunecli.cli.options import (
@@ -152,15 +153,41 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "sparsity_report.json": json.dumps(report, indent=2) + "\n",
     }
     if output_dir:
-        from pathlib import Path
-
         extra["README.md"] = model_card(
             model_name=Path(output_dir).name, cfg=cfg, metrics=metrics, report=report, recipe=resolved
         )
         trainer.save_final(output_dir, extra_files=extra)
     if is_main:
         render_report(report, console)
+    if prune.compact and output_dir and is_main:
+        results["compact"] = _compact(trainer, Path(output_dir), tokenized, console)
     results["sparsity_report"] = report
     results["steps"] = steps
     return results
+
+
+COMPACT_DIR = "compact"
+
+
+def _compact(trainer, output_dir, tokenized, console) -> dict[str, Any] | None:
+    """`--compact`: the trained model without its pruned heads and neurons, in OUTPUT_DIR/compact, checked on
+    the first evaluation examples. A run whose zeros form no whole head or neuron only says so."""
+    import copy
+
+    from prunecli.cli import compact
+
+    split = next(iter(tokenized.eval_splits.values()))
+    rows = [split[i] for i in range(min(compact.CHECK_EXAMPLES, len(split)))]
+    inputs = trainer.collate(rows)
+    inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    model = copy.deepcopy(trainer.unwrapped_model).cpu()
+    try:
+        report = compact.run(model, trainer.tokenizer, output_dir / COMPACT_DIR, source=output_dir, inputs=inputs)
+    except UserError as err:
+        console.print(f"[yellow]--compact:[/yellow] {err.message}", highlight=False)
+        return None
+    report["checked_on"] = f"{len(rows)} evaluation examples"
+    compact._write_json(output_dir / COMPACT_DIR / compact.REPORT_FILE, report)
+    compact.render(report, console)
+    return report
 

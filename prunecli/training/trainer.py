@@ -139,7 +139,7 @@ class Trainer:
         self.last_eval_loss: float | None = None
 
         multiple = 8 if self.mixed_precision != "no" else None
-        collate = PaddingCollator(tokenizer, data.is_regression, pad_to_multiple_of=multiple)
+        collate = self.collate = PaddingCollator(tokenizer, data.is_regression, pad_to_multiple_of=multiple)
         eval_loaders = eval_dataloaders(data.eval_splits, collate, tc.per_device_eval_batch_size, tc.seed)
         names = list(eval_loaders)
         if data.train is None:

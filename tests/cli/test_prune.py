@@ -307,3 +307,57 @@ def test_max_train_steps_inside_an_epoch_still_reaches_the_target(workdir):
     recipe = json.loads((out / "prune_recipe.json").read_text())
     assert recipe["computed_from_epochs"]["end_step"] <= 6
     assert _log(out)[-1]["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def compacted_run(workdir) -> Path:
+    """A prune run with heads, neurons and 4x1 on what remains, compacted at its end (`--compact`)."""
+    recipe = workdir / "compact.json"
+    recipe.write_text(json.dumps({"pruning_configs": [
+        {"pattern": "head", "target_sparsity": 0.5, "min_heads_per_layer": 1},
+        {"pattern": "neuron", "target_sparsity": 0.5},
+        {"pattern": "4x1", "target_sparsity": 0.5}]}))
+    out = workdir / "compacted"
+    _prune(workdir, out, "--recipe", str(recipe), "--compact", "--pruning_frequency", "1")
+    return out
+
+
+def test_prune_compact_writes_a_smaller_model_with_the_same_outputs(workdir, compacted_run):
+    """Heads and neurons pruned whole, then compacted at the end of the run: stock transformers (after
+    `import prunecli`) loads OUTPUT_DIR/compact, and `prunecli evaluate` and `inspect` work on it."""
+    from transformers import AutoModelForSequenceClassification
+
+    import prunecli  # noqa: F401
+
+    out = compacted_run
+    compact = out / "compact"
+    report = json.loads((compact / "compact_report.json").read_text())
+    # half the heads and neurons, and any row the 4x1 group left entirely zero (its constant folded)
+    assert report["heads_removed"] == 2 and report["neurons_removed"] >= 64
+    assert report["max_logit_difference"] <= 1e-4
+    assert report["params_after"] < report["params_before"]
+    sparse = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    small = AutoModelForSequenceClassification.from_pretrained(compact).eval()
+    assert small.bert.encoder.layer[0].intermediate.dense.out_features < 64
+    ids = torch.randint(5, 30, (3, 9))
+    with torch.no_grad():
+        assert torch.allclose(sparse(input_ids=ids).logits, small(input_ids=ids).logits, atol=1e-4)
+    assert (compact / "prune_recipe.json").is_file() and "Compacted" in (compact / "README.md").read_text()
+    evaluated = runner.invoke(app, ["evaluate", str(compact), "--data_dir", str(workdir / "SST-2"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["metrics"] == pytest.approx(
+        json.loads((out / "eval_results.json").read_text()))
+    inspected = runner.invoke(app, ["inspect", str(compact), "--json"])
+    assert inspected.exit_code == 0, inspected.output
+
+
+def test_compact_command_and_its_errors(workdir, compacted_run, tmp_path):
+    out = workdir / "dense"  # no zeros at all (2:4 can zero a whole column by chance in a model this small)
+    nothing = runner.invoke(app, ["compact", str(out), "--output_dir", str(tmp_path / "c")])
+    assert nothing.exit_code == 2 and "nothing to compact" in nothing.output
+    assert runner.invoke(app, ["compact", str(out)]).exit_code == 2  # --output_dir is required
+    missing = runner.invoke(app, ["compact", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "c")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    again = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert "SST-2" in json.loads((tmp_path / "again" / "compact_report.json").read_text())["checked_on"]
