@@ -17,7 +17,7 @@ from prunecli.errors import UserError
 
 app = typer.Typer(
     name="prunecli",
-    help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact.",
+    help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact, benchmark.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -83,9 +83,9 @@ def _root(
 
 
 def _register() -> None:
-    from prunecli.cli import compact, demo, evaluate, finetune, inspect, prune, schema
+    from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, schema
 
-    for module in (finetune, prune, evaluate, inspect, compact, schema, demo):
+    for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, demo):
         app.command(name=module.NAME)(handles_user_errors(module.command))
 
 

@@ -44,7 +44,7 @@ def command(
     from rich.console import Console
 
     from prunecli.config import DataConfig
-    from prunecli.training.models import load_classifier
+    from prunecli.inference import load_classifier
 
     if not output_dir:
         raise UserError("--output_dir is required: where the compacted checkpoint is written.")
@@ -52,12 +52,25 @@ def command(
         raise UserError(f"--check_examples must be at least 1 (got {check_examples}).")
     target = _check_output(output_dir, overwrite_output_dir, checkpoint)
     data = DataConfig(task_name=task_name, data_dir=data_dir, validation_file=validation_file, max_length=max_length)
-    model, tokenizer = load_classifier(checkpoint)
+    model, _ = load_classifier(checkpoint)
+    tokenizer = _tokenizer(checkpoint)
     inputs, described = check_inputs(checkpoint, tokenizer, model, data, check_examples)
     report = run(model, tokenizer, target, source=Path(checkpoint), inputs=inputs, onnx=onnx)
     report["checked_on"] = described
     _write_json(target / REPORT_FILE, report)
     render(report, Console())
+
+
+def _tokenizer(checkpoint: str):
+    from transformers import AutoTokenizer
+
+    from prunecli.data.demo import resolve_model_path
+    from prunecli.training.models import _load_error
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(checkpoint))
+    except Exception as err:
+        raise _load_error(checkpoint, "its tokenizer", err) from None
 
 
 def _check_output(output_dir: str, overwrite: bool, checkpoint: str) -> Path:
@@ -162,8 +175,13 @@ def _export(model, folder: Path, inputs: dict) -> dict[str, Any]:
     from prunecli.inference.onnx import check_onnx, export_onnx
 
     path = export_onnx(model, folder / "model.onnx")
-    checked = check_onnx(model, path, inputs)
-    return {"file": "model.onnx", **checked}
+    rows = [{k: v[i][inputs["attention_mask"][i].bool()].tolist() for k, v in inputs.items()}
+            for i in range(len(inputs["input_ids"]))]
+    checked = check_onnx(model, path, rows)
+    if not checked["passed"]:
+        raise RuntimeError(f"the ONNX export differs from PyTorch by {checked['max_abs_diff']:.3g}: a bug")
+    return {"file": "model.onnx", "max_abs_diff": checked["max_abs_diff"], "tolerance": checked["tolerance"],
+            "provider": checked.get("provider")}
 
 
 def _params(model) -> int:
@@ -171,9 +189,9 @@ def _params(model) -> int:
 
 
 def _weights_mb(folder: Path | None) -> float | None:
-    if folder is None or not folder.is_dir():
-        return None
-    files = [*folder.glob("*.safetensors"), *folder.glob("pytorch_model*.bin")]
+    from prunecli.inference import weight_files
+
+    files = weight_files(folder) if folder is not None else []
     return round(sum(f.stat().st_size for f in files) / 2**20, 2) if files else None
 
 

@@ -25,7 +25,7 @@ REPORT_SCHEMA: dict = {
     "type": "object",
     "additionalProperties": False,
     "required": ["schema_version", "source", "format", "pruned_rule", "filter", "model", "recipe", "layers",
-                 "others", "warnings"],
+                 "others", "units", "warnings"],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
         "source": {"type": ["string", "null"]},
@@ -75,6 +75,22 @@ REPORT_SCHEMA: dict = {
             "required": ["kind", "tensors", "numel", "zeros", "sparsity"],
             "properties": {"kind": {"enum": list(OTHER_KINDS)}, **_AGG["properties"]},
         }},
+        "units": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "required": ["source", "layers", "heads_removed", "neurons_removed"],
+            "properties": {
+                "source": {"enum": ["weights", "compacted", "recipe"]},
+                "heads_removed": _INT, "neurons_removed": _INT,
+                "layers": {"type": "array", "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["block", "unit", "kept", "of"],
+                    "properties": {"block": {"type": "string"}, "unit": {"enum": ["head", "neuron"]},
+                                   "kept": _INT, "of": _INT},
+                }},
+            },
+        },
         "warnings": {"type": "array", "items": {"type": "string"}},
     },
 }

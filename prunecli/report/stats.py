@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from prunecli.errors import CheckpointError, UserError
+from prunecli.report import units
 from prunecli.report.arrays import Array, as_array, count_zeros, dtype_name, is_float, values, zero_mask
 from prunecli.report.load import RECIPE_FILE, load_recipe_file, load_tensors
 from prunecli.sparsity.matching import TASK_HEAD_NAMES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `units` section (heads and neurons per layer)
 PRUNED_MIN_SPARSITY = 0.01
 NM_GROUP = 4  # N:M conformance is measured on groups of 4 consecutive input weights ...
 NM_KEEP = 2  # ... holding at most 2 non-zeros (2:4)
@@ -329,6 +330,9 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
             recipe = None
     weight_group = {w: g["index"] for g in groups for w in g["weights"]}
 
+    names = set(tensors)
+    unit_members, unit_lines = units.members(names), {}
+    removed = units.removed_slices(recipe, names)
     layers, others = [], {kind: _aggregate() for kind in OTHER_KINDS}
     totals = {"matmul": _aggregate(), "all": _aggregate(), "pruned": _aggregate()}
     group_stats = [{"numel": 0, "zeros": 0, "block_numel": 0, "block_zeros": 0.0, "found": set()} for _ in groups]
@@ -343,6 +347,8 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
                 _add(totals["all"], tensor.size, zeros)
             continue
         stats = tensor_structure(tensor)
+        if name in unit_members and tensor.ndim == 2:
+            unit_lines[name] = units.empty_lines(zero_mask(tensor))
         group = weight_group.get(name)
         matmul = kind in MATMUL_KINDS
         pruned = group is not None if groups else (matmul and stats["sparsity"] >= PRUNED_MIN_SPARSITY)
@@ -365,8 +371,10 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         if group is not None:
             gs = group_stats[group]
             gs["found"].add(name)
-            gs["numel"] += stats["numel"]
-            gs["zeros"] += stats["zeros"]
+            numel, zeros = (units.remaining_counts(zero_mask(tensor), removed[name]) if name in removed
+                            and tensor.ndim == 2 else (stats["numel"], stats["zeros"]))  # on what heads/neurons left
+            gs["numel"] += numel
+            gs["zeros"] += zeros
             pattern = groups[group]["pattern"]
             block = pattern_sparsity(tensor, pattern) if pattern else None
             if block is None and pattern:
@@ -394,8 +402,10 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
                 "missing": missing,
                 "numel": gs["numel"],
                 "zeros": gs["zeros"],
-                "sparsity": gs["zeros"] / gs["numel"] if gs["numel"] else 0.0,
-                "blockwise_sparsity": gs["block_zeros"] / gs["block_numel"] if gs["block_numel"] else None,
+                "sparsity": _unit_share(recipe, g) if g["pattern"] in ("head", "neuron") else
+                gs["zeros"] / gs["numel"] if gs["numel"] else 0.0,
+                "blockwise_sparsity": _unit_share(recipe, g) if g["pattern"] in ("head", "neuron") else
+                gs["block_zeros"] / gs["block_numel"] if gs["block_numel"] else None,
             })
     matmul_numel = totals["matmul"]["numel"]
     model = {
@@ -412,8 +422,17 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         "recipe": recipe_out,
         "layers": sorted(layers, key=lambda layer: natural_key(layer["name"])),
         "others": [{"kind": kind, **agg} for kind, agg in others.items() if agg["tensors"]],
+        "units": units.units_section(names, unit_lines, Path(source) if src and Path(source).is_dir() else None,
+                                     (recipe or {}).get("pruned_units") if isinstance(recipe, Mapping) else None),
         "warnings": list(dict.fromkeys(warnings)),
     }
+
+
+def _unit_share(recipe: Any, group: dict) -> float:
+    """A head/neuron group's achieved sparsity: the share of its blocks' units it removed (`pruned_units`)."""
+    entries = [u for u in (recipe or {}).get("pruned_units") or [] if u.get("group") == group["index"]]
+    total = sum(u["units"] for u in entries)
+    return sum(len(u["pruned"]) for u in entries) / total if total else 0.0
 
 
 def natural_key(name: str) -> list:

@@ -476,17 +476,15 @@ def _remaining(layer: PrunedLayer) -> tuple[torch.Tensor | None, torch.Tensor | 
 
 
 def _check_sharing(groups: list[Group], source: str | None) -> None:
-    """A layer may be in one element group and in structure groups; no block in two groups of one kind; a
-    progressive element group shares no layer with a structure group (its stages assume it owns the mask)."""
+    """A layer may be in one element group and in structure groups; no block in two groups of one kind; an
+    element pattern on a layer that heads or neurons cut must not span their cuts (so what remains keeps the
+    pattern after compaction); a progressive element group shares no layer with a structure group."""
     structure_layers: dict[int, str] = {}
-    column_units: dict[int, int] = {}  # layer -> the size of the input-column slices a structure group removes
+    cuts: dict[int, tuple[int, int]] = {}  # layer -> (axis of [out, in] the structure removes, slices of size)
     blocks: dict[tuple[str, str], ResolvedGroup] = {}
     for g in groups:
         if isinstance(g, StructureGroup):
             for block in g.blocks:
-                for layer, member in zip(block.layers, block.members, strict=True):
-                    if member.axis == 1:
-                        column_units[id(layer)] = member.size
                 key = (g.unit_name, block.name)
                 if key in blocks:
                     raise RecipeError(
@@ -494,26 +492,40 @@ def _check_sharing(groups: list[Group], source: str | None) -> None:
                         f"and `{g.cfg.path}`", "Each attention or feed-forward block may be in one group per "
                         "pattern: narrow op_names.", path=g.cfg.key_path("op_names"), source=source)
                 blocks[key] = g.cfg
-                for layer in block.layers:
+                for layer, member in zip(block.layers, block.members, strict=True):
                     structure_layers[id(layer)] = g.cfg.path or "top level"
+                    cuts[id(layer)] = (member.axis, member.size)
     for g in groups:
-        if isinstance(g, ElementGroup) and isinstance(g.pattern, NMPattern):
-            for layer in g.layers:
-                size = column_units.get(id(layer))
-                if size is not None and size % g.pattern.m:
-                    raise RecipeError(
-                        f"layer `{layer.name}` loses whole input columns to a head/neuron group, {size} at a time, so "
-                        f"what remains cannot keep the {g.pattern.name} groups of {g.pattern.m} consecutive inputs",
-                        "Exclude the layer from the N:M group (e.g. the feed-forward down projections) or use an "
-                        "NxM block pattern on it.", path=g.cfg.key_path("op_names"), source=source)
-        if isinstance(g, ElementGroup) and g.cfg.kind.progressive:
-            shared = next((layer for layer in g.layers if id(layer) in structure_layers), None)
-            if shared is not None:
+        if not isinstance(g, ElementGroup):
+            continue
+        for layer in g.layers:
+            if id(layer) not in cuts:
+                continue
+            axis, size = cuts[id(layer)]
+            span = _span(g.pattern, axis)
+            if size % span:
+                what = "rows" if axis == 0 else "input columns"
+                better = "1x4" if axis == 0 else "4x1"
                 raise RecipeError(
-                    f"layer `{shared.name}` is pruned progressively by `{g.cfg.path or 'top level'}` and also by the "
-                    f"head/neuron group `{structure_layers[id(shared)]}`",
+                    f"layer `{layer.name}` loses whole {what} to a head/neuron group, {size} at a time, but pattern "
+                    f"{g.pattern.name} groups {span} of them: what remains could not keep {g.pattern.name}",
+                    f"Use a pattern that stays within the kept {what} on that layer (e.g. {better}), or exclude it "
+                    "from the group.", path=g.cfg.key_path("pattern"), source=source)
+            if g.cfg.kind.progressive:
+                raise RecipeError(
+                    f"layer `{layer.name}` is pruned progressively by `{g.cfg.path or 'top level'}` and also by the "
+                    f"head/neuron group `{structure_layers[id(layer)]}`",
                     "Use a plain pruning type (without _progressive) for element groups on head or neuron layers.",
                     path=g.cfg.key_path("pruning_type"), source=source)
+
+
+def _span(pattern, axis: int) -> int:
+    """How many rows (axis 0) or input columns (axis 1) one unit of an element pattern covers."""
+    if isinstance(pattern, NMPattern):
+        return pattern.m if axis == 1 else 1
+    if isinstance(pattern, ChannelPattern):
+        return 1  # whole rows or whole columns: a cut removes whole units of it
+    return pattern.rows if axis == 0 else pattern.cols
 
 
 def _upgrade(state: dict[str, Any], groups: list[Group]) -> dict[str, Any]:

@@ -166,28 +166,3 @@ def prepare_training(cfg: RunConfig, *, check_output: bool = True):
     with state.main_process_first():
         tokenized = tokenize_task_data(data, tokenizer, cfg.data, None if data.is_regression else model.config.label2id)
     return model, tokenizer, data, tokenized
-
-
-def load_classifier(path: str, *, tokenizer: bool = True):
-    """A saved sequence classifier as it is (its own labels and shapes, compacted ones included) and its tokenizer.
-
-    For commands that use a checkpoint without training it (compact, benchmark): safetensors or
-    `weights_only=True`, no remote code, CheckpointError naming the path for anything a user can fix.
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    import prunecli  # noqa: F401  (registers the compact architectures with transformers' Auto classes)
-
-    resolved = resolve_model_path(path)
-    _check_model_folder(resolved, path)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(resolved, weights_only=True)
-    except Exception as err:
-        raise _load_error(path, "its weights", err) from None
-    if not tokenizer:
-        return model, None
-    try:
-        tok = AutoTokenizer.from_pretrained(resolved)
-    except Exception as err:
-        raise _load_error(path, "its tokenizer", err) from None
-    return model, tok

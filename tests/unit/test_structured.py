@@ -142,7 +142,9 @@ def test_heads_neurons_and_4x1_on_what_remains():
     recipe = {"pruning_type": "magnitude", "pruning_configs": [
         {"pattern": "head", "target_sparsity": 0.5, "pruning_scope": "local"},
         {"pattern": "neuron", "target_sparsity": 0.25, "pruning_scope": "local"},
-        {"pattern": "4x1", "target_sparsity": 0.5, "op_names": ["encoder"], "pruning_scope": "local"},
+        {"pattern": "4x1", "target_sparsity": 0.5, "op_names": ["attention", "\\.output\\.dense"],
+         "pruning_scope": "local"},
+        {"pattern": "1x4", "target_sparsity": 0.5, "op_names": ["intermediate"], "pruning_scope": "local"},
     ]}
     pruner = Pruner(model, recipe)
     pruner.on_train_begin()
@@ -183,7 +185,12 @@ def test_head_patterns_refuse_progressive_types_and_shared_blocks():
     with pytest.raises(RecipeError, match="in two head groups"):
         Pruner(bert(), {"pruning_configs": [{"pattern": "head", "target_sparsity": 0.5},
                                             {"pattern": "head", "target_sparsity": 0.25}]})
-    with pytest.raises(RecipeError, match="cannot keep the 2:4 groups"):
+    with pytest.raises(RecipeError, match="pattern 4x1 groups 4 of them"):  # neurons cut up-projection rows
+        Pruner(bert(), {"pruning_configs": [{"pattern": "neuron", "target_sparsity": 0.5},
+                                            {"pattern": "4x1", "target_sparsity": 0.5, "op_names": ["intermediate"]}]})
+    Pruner(bert(), {"pruning_configs": [{"pattern": "neuron", "target_sparsity": 0.5},  # blocks within a row: fine
+                                        {"pattern": "1x4", "target_sparsity": 0.5, "op_names": ["intermediate"]}]})
+    with pytest.raises(RecipeError, match="pattern 2:4 groups 4 of them"):
         Pruner(bert(), {"pruning_configs": [{"pattern": "neuron", "target_sparsity": 0.5},
                                             {"pattern": "2:4", "target_sparsity": 0.5, "op_names": ["output"]}]})
     Pruner(bert(), {"pruning_configs": [{"pattern": "head", "target_sparsity": 0.5},  # heads of 8 columns: fine
