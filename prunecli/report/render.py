@@ -272,8 +272,32 @@ def render_report(report: dict, console: Console, *, title: str | None = None, s
                            _ratio(g["target_sparsity"]), _ratio(g["sparsity"]), _ratio(g["blockwise_sparsity"]),
                            str(len(g["missing"])))
         console.print(groups)
+    units = unit_rows(report)
+    if units:
+        table = Table(title="Heads and neurons", title_justify="left", header_style="bold")
+        for col in ("Blocks", "Unit", "Kept"):
+            table.add_column(col, justify="right" if col == "Kept" else "left")
+        for blocks, unit, kept in units:
+            table.add_row(escape(blocks), unit, kept)
+        console.print(table)
     for warning in report.get("warnings", []):
         console.print(f"[yellow]Warning:[/yellow] {escape(warning)}", highlight=False)
+
+
+def unit_rows(report: dict) -> list[tuple[str, str, str]]:
+    """(blocks, unit, kept) rows of the heads and neurons per layer, blocks with equal counts grouped; empty when
+    none was removed (a dense or element-pruned model)."""
+    from prunecli.report.names import common_prefix, group_names
+
+    units = report.get("units")
+    if not units or not (units["heads_removed"] or units["neurons_removed"]):
+        return []
+    prefix = common_prefix([u["block"] for u in units["layers"]])
+    by_count: dict[tuple[str, str], list[str]] = {}
+    for u in units["layers"]:
+        by_count.setdefault((u["unit"], f"{u['kept']} of {u['of']}"), []).append(u["block"][len(prefix):])
+    return [(", ".join(g.text for g in group_names(blocks)), f"{unit}s", kept)
+            for (unit, kept), blocks in by_count.items()]
 
 
 def render_comparison(comparison: dict, console: Console) -> None:
@@ -322,6 +346,10 @@ def markdown_table(report: dict) -> str:
             lines.append(f"| {g['name'] or g['index']} | {g['pattern'] or '-'} | {g['layers']} | "
                          f"{_ratio(g['target_sparsity'])} | {_ratio(g['sparsity'])} | "
                          f"{_ratio(g['blockwise_sparsity'])} |")
+    units = unit_rows(report)
+    if units:
+        lines += ["", "| Blocks | Unit | Kept |", "|---|---|---:|"]
+        lines += [f"| `{blocks}` | {unit} | {kept} |" for blocks, unit, kept in units]
     lines += ["", "| Layer | Kind | Shape | Sparsity | Structure | Pruned |", "|---|---|---:|---:|---|:---:|"]
     for layer in report["layers"]:
         lines.append(f"| `{layer['name']}` | {KIND_TITLES[layer['kind']]} | {_shape(layer['shape'])} | "

@@ -200,3 +200,32 @@ def test_head_patterns_refuse_progressive_types_and_shared_blocks():
             {"pattern": "head", "target_sparsity": 0.5},
             {"pattern": "1xchannel", "target_sparsity": 0.5, "op_names": ["attention"],
              "pruning_type": "snip_momentum_progressive"}]})
+
+
+def test_the_report_counts_heads_and_neurons_per_layer(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from prunecli.report import sparsity_report
+    from prunecli.report.render import markdown_table, render_report
+
+    model = bert()
+    pruner = Pruner(model, {"pruning_type": "magnitude", "pruning_configs": [
+        {"pattern": "head", "target_sparsity": 0.5, "pruning_scope": "local"},
+        {"pattern": "neuron", "target_sparsity": 0.25, "pruning_scope": "local"}]})
+    pruner.on_train_begin()
+    model.save_pretrained(tmp_path)  # a sparse checkpoint with its config (the head size)
+    units = sparsity_report(tmp_path)["units"]
+    assert units["source"] == "weights" and units["heads_removed"] == 4 and units["neurons_removed"] == 32
+    assert {(u["unit"], u["kept"], u["of"]) for u in units["layers"]} == {("head", 2, 4), ("neuron", 48, 64)}
+    state = {k: v.detach() for k, v in model.state_dict().items()}  # prune's in-memory report: from the recipe
+    recorded = sparsity_report(state, recipe=pruner.resolved_recipe())["units"]
+    assert recorded["source"] == "recipe" and recorded["heads_removed"] == 4
+    out = io.StringIO()
+    render_report(sparsity_report(tmp_path), Console(file=out, width=80))
+    text = out.getvalue()
+    assert "Heads and neurons" in text and "2 of 4" in text and "48 of 64" in text
+    assert "| heads | 2 of 4 |" in markdown_table(sparsity_report(tmp_path))
+    json.dumps(units)
