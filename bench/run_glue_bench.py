@@ -93,6 +93,12 @@ PATTERNS: dict[str, dict] = {
     "1xchannel": {"pattern": "1xchannel", "target_sparsity": 0.6, "pruning_type": "snip_momentum_progressive"},
     "mixed": {"recipe": "recipes/mixed.json"},
 }
+# Structured runs for the accuracy-against-speed curve: heads and neurons pruned to a share (both groups of
+# recipes/heads_neurons.json take the command line's target), compacted at the end (`--compact`); the compacted
+# model is the one evaluated. bench/bench_compact.py --curve times them against the dense model.
+COMPACT_PATTERNS = {f"hn{int(share * 100)}": {"recipe": "recipes/heads_neurons.json", "target_sparsity": share,
+                                               "compact": True} for share in (0.33, 0.5, 0.6, 0.7)}
+PATTERNS.update(COMPACT_PATTERNS)
 
 
 @dataclass
@@ -541,6 +547,10 @@ class Bench:
                       "--lr_scheduler_type", "constant", "--seed", str(seed), "--output_dir", rel(out)]
             if "recipe" in spec:
                 pattern_args = ["--recipe", spec["recipe"]]
+                if "target_sparsity" in spec:
+                    pattern_args += ["--target_sparsity", fmt_num(spec["target_sparsity"])]
+                if spec.get("compact"):
+                    pattern_args.append("--compact")
             else:
                 pattern_args = ["--target_sparsity", fmt_num(spec["target_sparsity"]), "--pruning_pattern",
                                 spec["pattern"], "--pruning_type", spec["pruning_type"]]
@@ -566,7 +576,8 @@ class Bench:
                                "error_tail": run["stdout_tail"][-1500:]})
                 self.write_result(paths[tool], record)
                 continue
-            metrics, ev = self.evaluate(out, data_dir, ts, f"{tool}-{tag}")
+            shipped = out / "compact" if spec.get("compact") else out  # the compacted model is what ships
+            metrics, ev = self.evaluate(shipped, data_dir, ts, f"{tool}-{tag}")
             sparsity, ins = self.inspect(out, ts, f"{tool}-{tag}")
             tool_report = (_read_json(out / "inc_result.json") if tool == "inc"
                            else {"sparsity_report": _summary_report(_read_json(out / "sparsity_report.json")),
@@ -576,6 +587,11 @@ class Bench:
                            "commands": [run["cmd"], ev["cmd"], ins["cmd"]],
                            "runs": {"train": _strip(run), "evaluate": _strip(ev), "inspect": _strip(ins)},
                            "tool_report": _slim_tool_report(tool_report)})
+            if spec.get("compact"):
+                report = _read_json(shipped / "compact_report.json") or {}
+                record["compact"] = {"path": rel(shipped), **{k: report.get(k) for k in (
+                    "heads_removed", "neurons_removed", "params_before", "params_after", "max_logit_difference",
+                    "file_mb_before", "file_mb_after", "model_type")}}
             self.write_result(paths[tool], record)
             self.log(f"{tool} {ts.task} {tag}: {metrics} sparsity {sparsity.get('elementwise_matmul')} "
                      f"in {run['wall_s']:.0f}s, peak RSS {run['peak_rss_mb']:.0f} MB")

