@@ -8,7 +8,10 @@ tokens at most); then `prunecli benchmark` times the dense model and the three c
 models taking turns, at batch 1 and 32 with 128 tokens and on MRPC dev's real lengths, in PyTorch and ONNX
 Runtime. "Speed follows FLOPs" is the measured speed-up over the encoder-FLOP ratio.
 
-    .venv/bin/python bench/bench_compact.py            # writes bench/results/compact_speed.json
+    .venv/bin/python bench/bench_compact.py                # writes bench/results/compact_speed.json
+    .venv/bin/python bench/bench_compact.py --curve full   # times the GLUE profile's compacted models
+
+Take the timings with the machine to yourself: other processes change wall-time ratios.
 """
 
 from __future__ import annotations
@@ -93,28 +96,64 @@ def speed_follows_flops(result: dict) -> list[dict]:
     return rows
 
 
+def _benchmark(folders: list[str], out: Path, min_time: float, threads: int | None, *extra: str) -> tuple[list, dict]:
+    """`prunecli benchmark` of `folders` in a process of its own; (its command, its JSON result)."""
+    cmd = [str(Path(sys.executable).parent / "prunecli"), "benchmark", *folders, "--min_time", str(min_time),
+           "--max_time", str(4 * min_time), *extra, "--json", "--output", str(out)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return cmd, json.loads(out.read_text())
+
+
+def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH) -> int:
+    """Time every compacted model of a GLUE profile against its task's dense model (seed 42's, else the first
+    seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json."""
+    sys.path.insert(0, str(BENCH))
+    from render_compact import CURVE_FILE, curve_label
+
+    results = root / "results" / profile
+    records = [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
+    record: dict = {"command": f".venv/bin/python bench/bench_compact.py --curve {profile}", "tasks": {}}
+    for task in sorted({r["task"] for r in records if r.get("compact")}):
+        runs = [r for r in records if r["task"] == task and r.get("compact") and r.get("metrics")]
+        seeds = sorted({r["seed"] for r in runs})
+        dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
+        folders = [str(dense)] + [str(REPO / r["compact"]["path"]) for r in runs]
+        load_before = os.getloadavg()
+        cmd, result = _benchmark(folders, root / "work" / f"curve-{profile}-{task}.json", min_time, threads,
+                                 "--sequence_length", "128")
+        record["tasks"][task] = {"labels": ["dense"] + [curve_label(r) for r in runs], "benchmark_command":
+                                 shlex.join(cmd), "loadavg_before": load_before, "benchmark": result}
+        for label, model in zip(record["tasks"][task]["labels"], result["models"], strict=True):
+            print(task, label, {b: round(v["speedup"], 2) for b, v in model["cases"][CASE].items()})
+    (results / CURVE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+CASE = "b32 s128"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(BENCH / "work" / "compact"))
     parser.add_argument("--output", default=str(BENCH / "results" / "compact_speed.json"))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min_time", type=float, default=6.0, help="seconds per case and model (all rounds)")
+    parser.add_argument("--curve", metavar="PROFILE", default=None,
+                        help="instead: time the compacted models of a GLUE profile (e.g. full) against the dense")
+    parser.add_argument("--root", default=str(BENCH), help="--curve: the folder holding results/ and work/")
     args = parser.parse_args(argv)
+    if args.curve:
+        return curve(args.curve, args.min_time, args.threads, Path(args.root))
     built = build(Path(args.work))
-    out = Path(args.work) / "benchmark.json"
     folders = [built["dense"]["path"]] + [built[name]["compacted"] for name in VARIANTS]
-    cmd = [str(Path(sys.executable).parent / "prunecli"), "benchmark", *folders, "--data_dir", str(MRPC),
-           "--max_length", "128", "--min_time", str(args.min_time), "--max_time", str(4 * args.min_time),
-           "--json", "--output", str(out)]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
     load_before = os.getloadavg()
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode != 0:
-        print(done.stderr[-3000:], file=sys.stderr)
-        return done.returncode
-    result = json.loads(out.read_text())
+    cmd, result = _benchmark(folders, Path(args.work) / "benchmark.json", args.min_time, args.threads,
+                             "--data_dir", str(MRPC), "--max_length", "128")
     record = {"command": ".venv/bin/python bench/bench_compact.py", "benchmark_command": shlex.join(cmd),
               "pruning": "one-shot magnitude; compacted with logits checked on MRPC dev", "variants": built,
               "wall_s": time.perf_counter() - start, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),

@@ -17,8 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 
 try:
-    from bench import summary
+    from bench import render_compact, summary
 except ImportError:  # run as a script: bench/ is the script's own folder
+    import render_compact  # type: ignore[no-redef]
     import summary  # type: ignore[no-redef]
 
 SCHEMA = "prunecli-bench/1"
@@ -618,8 +619,12 @@ def render_markdown(records: list[dict], results_dir: str | Path | None = None) 
         lines += ["No results recorded yet: run `.venv/bin/python bench/run_glue_bench.py --quick`.", ""]
         return "\n".join(lines)
     cost = summary.cost_goals(Path(results_dir)) if results_dir else None
+    if cost is not None:
+        cost.setdefault("goals", []).extend(render_compact.goal_lines(records, Path(results_dir)))
     lines += ["## Summary: every goal", "", SUMMARY_INTRO, "", *summary.goal_lines(records, cost), ""]
     lines += ["## Setup", "", *facts(records), ""]
+    if results_dir:
+        lines += render_compact.section(records, Path(results_dir))
     lines += ["## Goals per profile", "", *goals(records), ""]
     by_profile = defaultdict(list)
     for r in records:
@@ -641,6 +646,7 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
     Path(output).write_text(text, encoding="utf-8")
     if readme is not None:
         summary.update_readme(Path(readme), records)
+        render_compact.update_readme(Path(readme), records, Path(results_dir))
     return text
 
 

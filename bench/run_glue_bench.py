@@ -97,7 +97,7 @@ PATTERNS: dict[str, dict] = {
 # recipes/heads_neurons.json take the command line's target), compacted at the end (`--compact`); the compacted
 # model is the one evaluated. bench/bench_compact.py --curve times them against the dense model.
 COMPACT_PATTERNS = {f"hn{int(share * 100)}": {"recipe": "recipes/heads_neurons.json", "target_sparsity": share,
-                                               "compact": True} for share in (0.33, 0.5, 0.6, 0.7)}
+                                               "compact": True} for share in (0.33, 0.5, 0.55, 0.6, 0.7)}
 PATTERNS.update(COMPACT_PATTERNS)
 
 
@@ -830,22 +830,26 @@ def main(argv: list[str] | None = None) -> int:
     plan = resolve_plan(args, model=args.model or default_model())
     if args.background:
         return detach(argv, plan.profile)
-    lock = WORK / f"{plan.profile}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    if lock.exists() and not args.dry_run:
-        pid = int(lock.read_text().strip() or 0)
-        try:
-            os.kill(pid, 0)
-            raise SystemExit(f"profile {plan.profile} is being run by pid {pid} ({rel(lock)})")
-        except ProcessLookupError:
-            pass
+    # one lock per profile and task: runs of one profile on different tasks may go side by side
+    locks = [WORK / f"{plan.profile}-{ts.task}.lock" for ts in plan.tasks]
+    WORK.mkdir(parents=True, exist_ok=True)
+    for lock in locks if not args.dry_run else []:
+        if lock.exists():
+            pid = int(lock.read_text().strip() or 0)
+            try:
+                os.kill(pid, 0)
+                raise SystemExit(f"profile {plan.profile} is being run by pid {pid} ({rel(lock)})")
+            except ProcessLookupError:
+                pass
     if not args.dry_run:
-        lock.write_text(str(os.getpid()))
+        for lock in locks:
+            lock.write_text(str(os.getpid()))
     try:
         return Bench(plan, force=args.force, dry_run=args.dry_run, argv=argv).run()
     finally:
         if not args.dry_run:
-            lock.unlink(missing_ok=True)
+            for lock in locks:
+                lock.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

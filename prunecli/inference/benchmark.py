@@ -10,8 +10,8 @@ busy machine's slow spells hit every model of a case alike:
   example (dynamic padding), as a deployed classifier sees them;
 * backends: `pytorch` (CPU, `torch.inference_mode()`, `threads` intra-op threads, default torch's) and
   `onnxruntime` (each model exported with `export_onnx` to a temporary file, CPUExecutionProvider, the same
-  number of intra-op threads, one inter-op thread) when onnxruntime is installed; without it the ONNX columns
-  are skipped with a note;
+  number of intra-op threads, one inter-op thread, `make_session`'s graph rewrites) when onnxruntime is
+  installed; without it the ONNX columns are skipped with a note;
 * timing: `warmup` untimed calls, then `time.perf_counter()` around each call until at least `min_runs` calls
   and `min_time` seconds (for data cases: also one call per batch), stopped early only by the caps `max_time`
   seconds or `max_runs` calls (`capped` says so). The runs are taken in `rounds` (default 3) that take turns
@@ -482,11 +482,18 @@ def benchmark_models(
             "cpu_count": os.cpu_count(), "usable_cpus": _usable_cpus(), "torch_threads": threads,
             "torch_interop_threads": torch.get_num_interop_threads(),
             "ort_intra_op_threads": threads if "onnxruntime" in chosen else None,
+            "ort_disabled_optimizers": _disabled_optimizers() if "onnxruntime" in chosen else None,
             "load_average_before": load_before, "load_average_after": _load_average(),
             "platform": platform.platform(), "machine": platform.machine(), "versions": _versions(),
         },
         "notes": notes,
     }
+
+
+def _disabled_optimizers() -> list[str]:
+    from prunecli.inference.onnx import DISABLED_OPTIMIZERS
+
+    return list(DISABLED_OPTIMIZERS)
 
 
 def _load_data(cfg: DataConfig, examples: int):

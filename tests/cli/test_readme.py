@@ -57,10 +57,11 @@ def test_readme_results_table_is_the_rendered_one():
     import sys
 
     sys.path.insert(0, str(REPO))
-    from bench import render_results, summary
+    from bench import render_compact, render_results, summary
 
-    expected = summary.readme_block(render_results.load_results(REPO / "bench" / "results"))
-    assert expected in README, "re-render with: .venv/bin/python bench/render_results.py --readme"
+    records = render_results.load_results(REPO / "bench" / "results")
+    for expected in (summary.readme_block(records), render_compact.readme_block(records, REPO / "bench" / "results")):
+        assert expected in README, "re-render with: .venv/bin/python bench/render_results.py --readme"
 
 
 @pytest.mark.parametrize("words", PRUNECLI, ids=[" ".join(w[:2]) for w in PRUNECLI])

@@ -1,0 +1,194 @@
+"""Compaction figures from bench/results: exactness and speed (bench/bench_compact.py) and the accuracy against
+speed-up curve of trained, compacted models (run_glue_bench.py --patterns hn33,... then bench_compact.py --curve).
+
+One source for BENCHMARKS.md's compaction section and README.md's block between `<!-- compact:begin -->` and
+`<!-- compact:end -->`. Pure Python on the JSONs; only measured numbers appear.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+BEGIN, END = "<!-- compact:begin (bench/render_results.py --readme) -->", "<!-- compact:end -->"
+SPEED_FILE = "compact_speed.json"  # bench/bench_compact.py
+CURVE_FILE = "compact_curve_speed.json"  # bench/bench_compact.py --curve PROFILE, under results/PROFILE/
+CASE = "b32 s128"
+BACKENDS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime"}
+TASKS = {"mrpc": "MRPC", "sst2": "SST-2"}
+METHODS = {"kd": "logit KD", "kdhid": "logit KD + hidden", "hidall": "all hidden", "cool": "lr to 0 in cool-down"}
+
+
+def method(tool: str) -> str:
+    """How a run was distilled, from its bench tool name (`prunecli` = INC's last-hidden-state MSE)."""
+    _, *extra = tool.split("+")
+    return ", ".join(METHODS.get(m, m) for m in extra) or "hidden MSE"
+FLOOR = 0.9  # the goal: measured speed-up >= 0.9 x the encoder-FLOP ratio
+DROP_GOAL = -0.01  # within 1% relative accuracy of the dense model
+SPEED_GOAL = 2.0
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _flop_ratio(dense: dict, model: dict) -> float:
+    return dense["encoder_flops_per_example"] / model["encoder_flops_per_example"]
+
+
+def speed_rows(results_dir: Path) -> list[dict]:
+    """Per compacted one-shot model: logit difference, parameters, FLOP ratio, speed-ups at b32 x 128."""
+    record = _read(Path(results_dir) / SPEED_FILE)
+    if not record:
+        return []
+    models = record["benchmark"]["models"]
+    dense, rows = models[0], []
+    for model, (name, facts) in zip(models[1:], [(n, v) for n, v in record["variants"].items() if n != "dense"],
+                                    strict=True):
+        ratio = _flop_ratio(dense, model)
+        speed = {b: model["cases"][CASE][b]["speedup"] for b in BACKENDS if b in model["cases"][CASE]}
+        rows.append({"name": name, "max_logit_difference": facts["max_logit_difference"],
+                     "checked_on": facts["checked_on"], "params": model["params"], "dense_params": dense["params"],
+                     "flop_ratio": ratio, "speedup": speed,
+                     "floor_met": all(s / ratio >= FLOOR for s in speed.values())})
+    return rows
+
+
+NAMES = {"neuron": "half the neurons", "head": "half the heads", "mix": "both, + 4x1 on the rest"}
+
+
+def speed_table(results_dir: Path) -> list[str]:
+    rows = speed_rows(results_dir)
+    if not rows:
+        return ["Not measured yet: `.venv/bin/python bench/bench_compact.py`."]
+    lines = ["| MiniLM, one-shot | params | max logit diff. | FLOPs | PyTorch | ONNX Runtime |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        speed = [f"{r['speedup'][b]:.2f}x ({r['speedup'][b] / r['flop_ratio']:.2f})" if b in r["speedup"] else "—"
+                 for b in BACKENDS]
+        lines.append(f"| {NAMES.get(r['name'], r['name'])} | {r['params'] / 1e6:.1f}M | "
+                     f"{r['max_logit_difference']:.0e} | /{r['flop_ratio']:.2f} | {' | '.join(speed)} |")
+    return lines
+
+
+def curve_label(record: dict) -> str:
+    """The name a compacted run's model has in the curve's speed file."""
+    return f"{record['task']}-{record['pattern']}-{record['tool']}-s{record['seed']}"
+
+
+def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") -> list[dict]:
+    """Per task, structured pattern and tool: mean accuracy of the compacted models over seeds, against the
+    dense model of the same seeds, with the measured speed-ups (median over the seeds' compacted models)."""
+    speed = _read(Path(results_dir) / profile / CURVE_FILE) or {}
+    timed = {label: m for task in speed.get("tasks", {}).values()
+             for label, m in zip(task["labels"], task["benchmark"]["models"], strict=True)}
+    dense_by = {(r["task"], r["seed"]): r for r in records
+                if r.get("profile") == profile and r.get("kind") == "dense" and r.get("metrics")}
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r.get("profile") == profile and r.get("kind") == "prune" and r.get("compact") and r.get("metrics"):
+            groups.setdefault((r["task"], r["pattern"], r["tool"]), []).append(r)
+    rows = []
+    for (task, pattern, tool), runs in sorted(groups.items()):
+        seeds = sorted(r["seed"] for r in runs)
+        acc = statistics.fmean(r["metrics"]["accuracy"] for r in runs)
+        dense = [dense_by[(task, s)]["metrics"]["accuracy"] for s in seeds if (task, s) in dense_by]
+        dense_acc = statistics.fmean(dense) if len(dense) == len(seeds) else None
+        labels = [curve_label(r) for r in runs]
+        ratios, speeds = [], {b: [] for b in BACKENDS}
+        for label in labels:
+            model = timed.get(label)
+            if model is None:
+                continue
+            base = speed["tasks"][task]["benchmark"]["models"][0]
+            ratios.append(_flop_ratio(base, model))
+            for b in BACKENDS:
+                figures = model["cases"].get(CASE, {}).get(b)
+                if figures:
+                    speeds[b].append(figures["speedup"])
+        rows.append({"task": task, "pattern": pattern, "tool": tool, "seeds": seeds, "accuracy": acc,
+                     "per_seed": {r["seed"]: r["metrics"]["accuracy"] for r in runs}, "dense": dense_acc,
+                     "drop": None if dense_acc is None else (acc - dense_acc) / dense_acc,
+                     "params": statistics.fmean(r["compact"]["params_after"] for r in runs),
+                     "flop_ratio": statistics.median(ratios) if ratios else None,
+                     "speedup": {b: statistics.median(v) for b, v in speeds.items() if v}})
+    return rows
+
+
+def curve_table(records: list[dict], results_dir: Path, profile: str = "full") -> list[str]:
+    rows = curve_rows(records, results_dir, profile)
+    if not rows:
+        return ["Not measured yet: `run_glue_bench.py --patterns hn33,hn50,hn70`, then `bench_compact.py --curve`."]
+    lines = ["| task | heads, neurons removed | params | FLOPs | PyTorch | ONNX Runtime | dense | compacted | "
+             "vs dense |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        share = f"{int(r['pattern'][2:])}% ({method(r['tool'])})"
+        speed = [f"{r['speedup'][b]:.2f}x" if b in r["speedup"] else "not timed" for b in BACKENDS]
+        seeds = f"{len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}"
+        lines.append(f"| {TASKS.get(r['task'], r['task'])} | {share} | {r['params'] / 1e6:.1f}M | "
+                     + (f"/{r['flop_ratio']:.2f}" if r["flop_ratio"] else "—") + f" | {' | '.join(speed)} | "
+                     + (f"{r['dense']:.4f}" if r["dense"] is not None else "—")
+                     + f" | {r['accuracy']:.4f}, {seeds} | "
+                     + (f"{r['drop']:+.2%}" if r["drop"] is not None else "—") + " |")
+    return lines
+
+
+def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, bool | None]]:
+    """(goal, measured, met) for the compaction goals."""
+    goals: list[tuple[str, str, bool | None]] = []
+    rows = speed_rows(results_dir)
+    if rows:
+        worst = max(r["max_logit_difference"] for r in rows)
+        goals.append(("compacted logits = sparse logits within 1e-4 on MRPC dev (neuron, head, both)",
+                      f"max {worst:.1e}", worst <= 1e-4))
+        floor = min(s / r["flop_ratio"] for r in rows for s in r["speedup"].values())
+        goals.append((f"speed-up >= {FLOOR} x encoder-FLOP ratio at batch 32 x 128 (PyTorch, ONNX Runtime)",
+                      f"lowest {floor:.2f}", floor >= FLOOR))
+    for task in TASKS:
+        curve = [r for r in curve_rows(records, results_dir) if r["task"] == task and r["drop"] is not None]
+        fast = [r for r in curve if r["speedup"].get("pytorch", 0) >= SPEED_GOAL]
+        if not curve:
+            continue
+        best = max(fast, key=lambda r: r["drop"]) if fast else max(curve, key=lambda r: r["speedup"].get("pytorch", 0))
+        measured = (f"{best['speedup'].get('pytorch', 0):.2f}x at {best['drop']:+.2%} "
+                    f"({len(best['seeds'])} seed{'s' if len(best['seeds']) > 1 else ''})")
+        goals.append((f"{TASKS[task]}: compacted at >= {SPEED_GOAL:g}x (PyTorch, b32 x 128) within 1% of dense",
+                      measured, bool(fast) and best["drop"] >= DROP_GOAL))
+    return goals
+
+
+def readme_block(records: list[dict], results_dir: Path) -> str:
+    return "\n".join([BEGIN, *curve_table(records, results_dir), END])
+
+
+def section(records: list[dict], results_dir: Path) -> list[str]:
+    """BENCHMARKS.md's compaction section."""
+    record = _read(Path(results_dir) / SPEED_FILE) or {}
+    lines = ["## Compaction: exactness, speed, and accuracy against speed-up", "",
+             "Exactness and speed on all-MiniLM-L6-v2 with one-shot magnitude pruning (speed depends on shapes "
+             "only), compacted with the logits checked on the whole MRPC dev set; speed-ups at batch 32 x 128 "
+             "tokens against the dense model in the same `prunecli benchmark` run (in brackets: the share of the "
+             "encoder-FLOP ratio). Command: `" + record.get("command", ".venv/bin/python bench/bench_compact.py")
+             + "`.", "", *speed_table(results_dir), "",
+             "Accuracy against speed-up: all-MiniLM-L6-v2 fine-tuned on GLUE, then heads and neurons pruned "
+             "(`recipes/heads_neurons.json`, the share as `--target_sparsity`) with the reference's schedule "
+             "sizes, compacted (`--compact`); accuracy of the compacted model on GLUE dev, speed-ups measured "
+             "afterwards with the machine to itself (`bench/bench_compact.py --curve full`).", "",
+             *curve_table(records, results_dir), ""]
+    for r in curve_rows(records, results_dir):
+        per_seed = ", ".join(f"s{s} {a:.4f}" for s, a in sorted(r["per_seed"].items()))
+        lines.append(f"- {TASKS.get(r['task'], r['task'])} {r['pattern']} ({r['tool']}): {per_seed}")
+    return lines + [""]
+
+
+def update_readme(readme: Path, records: list[dict], results_dir: Path) -> bool:
+    text = readme.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return False
+    start, stop = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + readme_block(records, results_dir) + text[stop:], encoding="utf-8")
+    return True
