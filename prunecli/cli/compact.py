@@ -79,7 +79,13 @@ def _check_output(output_dir: str, overwrite: bool, checkpoint: str) -> Path:
     target = Path(output_dir).absolute()
     if target == Path(checkpoint).absolute():
         raise UserError("--output_dir is the checkpoint itself; the compacted model goes to a new folder.")
-    checked = ckpt.check_output_dir(output_dir, overwrite, None)
+    try:
+        checked = ckpt.check_output_dir(output_dir, overwrite, None)
+    except UserError as err:
+        if "not empty" not in err.message:
+            raise
+        raise UserError(err.message, hint="pass --overwrite_output_dir to replace it, or choose another folder."
+                        ) from None
     assert checked is not None
     return checked
 
@@ -156,18 +162,22 @@ def run(model, tokenizer, target: Path, *, source: Path | None, inputs: dict, on
               "params_before": params_before, "params_after": _params(model),
               "model_type": model.config.model_type, "max_logit_difference": difference,
               "tolerance": TOLERANCE, "file_mb_before": _weights_mb(source) if source else None}
-    with ckpt.atomic_directory(target) as staging:
-        model.save_pretrained(staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-        for name in CARRIED:
-            if source is not None and (source / name).is_file():
-                (staging / name).write_bytes((source / name).read_bytes())
-        report["file_mb_after"] = _weights_mb(staging)
-        if onnx:
-            report["onnx"] = _export(model, staging, inputs)
-        (staging / "README.md").write_text(card(report, card_extra), encoding="utf-8")
-        _write_json(staging / REPORT_FILE, report)
+    try:
+        with ckpt.atomic_directory(target) as staging:
+            model.save_pretrained(staging)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+            for name in CARRIED:
+                if source is not None and (source / name).is_file():
+                    (staging / name).write_bytes((source / name).read_bytes())
+            report["file_mb_after"] = _weights_mb(staging)
+            if onnx:
+                report["onnx"] = _export(model, staging, inputs)
+            (staging / "README.md").write_text(card(report, card_extra), encoding="utf-8")
+            _write_json(staging / REPORT_FILE, report)
+    except OSError as err:  # a full disk, a read-only folder: the staging folder is gone, the target untouched
+        raise UserError(f"cannot write the compacted checkpoint to {target}: {err.strerror or err}; nothing was "
+                        "written.", hint="free some disk space or choose another --output_dir.") from None
     return report
 
 

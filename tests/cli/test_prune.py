@@ -365,3 +365,40 @@ def test_compact_command_and_its_errors(workdir, compacted_run, tmp_path):
     again = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(tmp_path / "again")])
     assert again.exit_code == 0, again.output
     assert "SST-2" in json.loads((tmp_path / "again" / "compact_report.json").read_text())["checked_on"]
+
+
+def test_compact_refuses_bad_input_with_exit_2_and_leaves_nothing_half_written(workdir, compacted_run, tmp_path,
+                                                                               monkeypatch):
+    import shutil
+
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from prunecli.cli import compact as compact_cli
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    existing = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(taken)])
+    assert existing.exit_code == 2 and "is not empty" in existing.output and "--overwrite_output_dir" in existing.output
+    assert "resume" not in existing.output and (taken / "keep.txt").read_text() == "mine"
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(compacted_run, corrupt, ignore=shutil.ignore_patterns("compact", "checkpoint*"))
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    broken = runner.invoke(app, ["compact", str(corrupt), "--output_dir", str(tmp_path / "c1")])
+    assert broken.exit_code == 2 and str(corrupt) in broken.output and "Traceback" not in broken.output
+    assert not (tmp_path / "c1").exists()
+
+    gpt2 = tmp_path / "gpt2"
+    GPT2ForSequenceClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16,
+                                             pad_token_id=0)).save_pretrained(gpt2)
+    unknown = runner.invoke(app, ["compact", str(gpt2), "--output_dir", str(tmp_path / "c2")])
+    assert unknown.exit_code == 2 and "transformer.h.0.attn" in unknown.output and not (tmp_path / "c2").exists()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(compact_cli, "card", fail)  # fails while the staging folder is being written
+    failed = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(tmp_path / "c3")])
+    assert failed.exit_code == 2 and "No space left on device" in failed.output and "nothing was" in failed.output
+    assert not (tmp_path / "c3").exists() and not list(tmp_path.glob(".c3*")) and not list(tmp_path.glob("c3*"))
