@@ -41,14 +41,10 @@ def command(model_name_or_path: ModelPath, **options: Any) -> None:
 def pruning_steps(prune: PruneConfig, *, update_steps_per_epoch: int, num_train_epochs: float) -> dict[str, int]:
     """Start/end step (optimizer steps) from the epoch options, and the frequency as given (-1: automatic,
     resolved by the schedule's one rule)."""
-    from prunecli.sparsity.schedule import pruning_window
+    from prunecli.sparsity.schedule import window_for
 
-    try:
-        start, end = pruning_window(update_steps_per_epoch, num_train_epochs, warm_epochs=prune.sparsity_warm_epochs,
-                                    cooldown_epochs=prune.cooldown_epochs)
-    except ValueError as err:
-        raise UserError(f"--sparsity_warm_epochs / --cooldown_epochs: {err}",
-                        hint="train for more epochs, or shorten the warm-up or cool-down") from None
+    start, end = window_for("--sparsity_warm_epochs / --cooldown_epochs", update_steps_per_epoch, num_train_epochs,
+                            warm_epochs=prune.sparsity_warm_epochs, cooldown_epochs=prune.cooldown_epochs)
     frequency = -1 if prune.pruning_frequency is None else prune.pruning_frequency
     if frequency < 1 and frequency != -1:
         raise UserError(f"--pruning_frequency must be >= 1 (or -1 for automatic), got {frequency}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import importlib
 
+from prunecli.report.compare import compare_reports
 from prunecli.report.load import load_tensors
 from prunecli.report.stats import (
-    compare_reports,
     pattern_sparsity,
     select_layers,
     sparsity_report,

@@ -8,7 +8,8 @@
   feed-forward), each a set of member layers cut into units (`units.Member`), with the units removed.
 
 A layer belongs to at most one element group and to any structure groups; an element pattern on a
-layer that heads or neurons also prune applies to what they leave (`allocation.LayerState.base`).
+layer that heads or neurons also prune applies to what they leave (`allocation.LayerState.base`), and
+`check_sharing` enforces these rules when the pruner is built.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from prunecli.errors import RecipeError
 from prunecli.sparsity.criteria import Criterion, make_criterion
-from prunecli.sparsity.patterns import Pattern, StructurePattern, parse_pattern
+from prunecli.sparsity.patterns import ChannelPattern, NMPattern, Pattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import ResolvedGroup
 from prunecli.sparsity.schedule import Schedule
 from prunecli.sparsity.units import Member
@@ -240,3 +242,56 @@ def pack_scores(scores: list[torch.Tensor | None]) -> None:
 def new_group(cfg: ResolvedGroup, layers: list[PrunedLayer] | None = None,
               blocks: list[Block] | None = None) -> ElementGroup | StructureGroup:
     return StructureGroup(cfg, blocks or []) if blocks is not None else ElementGroup(cfg, layers or [])
+
+
+def check_sharing(groups: list[ElementGroup | StructureGroup], source: str | None) -> None:
+    """A layer may be in one element group and in structure groups; no block in two groups of one kind; an
+    element pattern on a layer that heads or neurons cut must not span their cuts (so what remains keeps the
+    pattern after compaction); a progressive element group shares no layer with a structure group."""
+    structure_layers: dict[int, str] = {}
+    cuts: dict[int, tuple[int, int]] = {}  # layer -> (axis of [out, in] the structure removes, slices of size)
+    blocks: dict[tuple[str, str], ResolvedGroup] = {}
+    for g in groups:
+        if isinstance(g, StructureGroup):
+            for block in g.blocks:
+                key = (g.unit_name, block.name)
+                if key in blocks:
+                    raise RecipeError(
+                        f"block `{block.name}` is in two {g.unit_name} groups: `{blocks[key].path or 'top level'}` "
+                        f"and `{g.cfg.path}`", "Each attention or feed-forward block may be in one group per "
+                        "pattern: narrow op_names.", path=g.cfg.key_path("op_names"), source=source)
+                blocks[key] = g.cfg
+                for layer, member in zip(block.layers, block.members, strict=True):
+                    structure_layers[id(layer)] = g.cfg.path or "top level"
+                    cuts[id(layer)] = (member.axis, member.size)
+    for g in groups:
+        if not isinstance(g, ElementGroup):
+            continue
+        for layer in g.layers:
+            if id(layer) not in cuts:
+                continue
+            axis, size = cuts[id(layer)]
+            width = span(g.pattern, axis)
+            if size % width:
+                what = "rows" if axis == 0 else "input columns"
+                better = "1x4" if axis == 0 else "4x1"
+                raise RecipeError(
+                    f"layer `{layer.name}` loses whole {what} to a head/neuron group, {size} at a time, but pattern "
+                    f"{g.pattern.name} groups {width} of them: what remains could not keep {g.pattern.name}",
+                    f"Use a pattern that stays within the kept {what} on that layer (e.g. {better}), or exclude it "
+                    "from the group.", path=g.cfg.key_path("pattern"), source=source)
+            if g.cfg.kind.progressive:
+                raise RecipeError(
+                    f"layer `{layer.name}` is pruned progressively by `{g.cfg.path or 'top level'}` and also by the "
+                    f"head/neuron group `{structure_layers[id(layer)]}`",
+                    "Use a plain pruning type (without _progressive) for element groups on head or neuron layers.",
+                    path=g.cfg.key_path("pruning_type"), source=source)
+
+
+def span(pattern, axis: int) -> int:
+    """How many rows (axis 0) or input columns (axis 1) one unit of an element pattern covers."""
+    if isinstance(pattern, NMPattern):
+        return pattern.m if axis == 1 else 1
+    if isinstance(pattern, ChannelPattern):
+        return 1  # whole rows or whole columns: a cut removes whole units of it
+    return pattern.rows if axis == 0 else pattern.cols

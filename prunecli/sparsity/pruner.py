@@ -41,11 +41,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunecli.errors import CheckpointError, RecipeError
+from prunecli.errors import CheckpointError
 from prunecli.sparsity import allocation
-from prunecli.sparsity.layers import Block, ElementGroup, PrunedLayer, StructureGroup
+from prunecli.sparsity.layers import Block, ElementGroup, PrunedLayer, StructureGroup, check_sharing
 from prunecli.sparsity.matching import _candidates, match_blocks, match_layers
-from prunecli.sparsity.patterns import ChannelPattern, NMPattern, StructurePattern, parse_pattern
+from prunecli.sparsity.patterns import ChannelPattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
 from prunecli.sparsity.selection import select_lowest
 from prunecli.sparsity.structure import AttentionBlock
@@ -101,7 +101,7 @@ class Pruner:
                 self.groups.append(StructureGroup(cfg, self._blocks(model, cfg, layer_of)))
             else:
                 self.groups.append(ElementGroup(cfg, [layer_of(m.name, m.transposed) for m in next(by_cfg)]))
-        _check_sharing(self.groups, recipe.source)
+        check_sharing(self.groups, recipe.source)
         order = {name: i for i, name in enumerate(modules)}
         self.layers: dict[str, PrunedLayer] = dict(sorted(found.items(), key=lambda kv: order[kv[0]]))
 
@@ -473,59 +473,6 @@ def _remaining(layer: PrunedLayer) -> tuple[torch.Tensor | None, torch.Tensor | 
     rows = torch.nonzero(~removed.all(dim=1)).reshape(-1)
     cols = torch.nonzero(~removed.all(dim=0)).reshape(-1)
     return rows, cols
-
-
-def _check_sharing(groups: list[Group], source: str | None) -> None:
-    """A layer may be in one element group and in structure groups; no block in two groups of one kind; an
-    element pattern on a layer that heads or neurons cut must not span their cuts (so what remains keeps the
-    pattern after compaction); a progressive element group shares no layer with a structure group."""
-    structure_layers: dict[int, str] = {}
-    cuts: dict[int, tuple[int, int]] = {}  # layer -> (axis of [out, in] the structure removes, slices of size)
-    blocks: dict[tuple[str, str], ResolvedGroup] = {}
-    for g in groups:
-        if isinstance(g, StructureGroup):
-            for block in g.blocks:
-                key = (g.unit_name, block.name)
-                if key in blocks:
-                    raise RecipeError(
-                        f"block `{block.name}` is in two {g.unit_name} groups: `{blocks[key].path or 'top level'}` "
-                        f"and `{g.cfg.path}`", "Each attention or feed-forward block may be in one group per "
-                        "pattern: narrow op_names.", path=g.cfg.key_path("op_names"), source=source)
-                blocks[key] = g.cfg
-                for layer, member in zip(block.layers, block.members, strict=True):
-                    structure_layers[id(layer)] = g.cfg.path or "top level"
-                    cuts[id(layer)] = (member.axis, member.size)
-    for g in groups:
-        if not isinstance(g, ElementGroup):
-            continue
-        for layer in g.layers:
-            if id(layer) not in cuts:
-                continue
-            axis, size = cuts[id(layer)]
-            span = _span(g.pattern, axis)
-            if size % span:
-                what = "rows" if axis == 0 else "input columns"
-                better = "1x4" if axis == 0 else "4x1"
-                raise RecipeError(
-                    f"layer `{layer.name}` loses whole {what} to a head/neuron group, {size} at a time, but pattern "
-                    f"{g.pattern.name} groups {span} of them: what remains could not keep {g.pattern.name}",
-                    f"Use a pattern that stays within the kept {what} on that layer (e.g. {better}), or exclude it "
-                    "from the group.", path=g.cfg.key_path("pattern"), source=source)
-            if g.cfg.kind.progressive:
-                raise RecipeError(
-                    f"layer `{layer.name}` is pruned progressively by `{g.cfg.path or 'top level'}` and also by the "
-                    f"head/neuron group `{structure_layers[id(layer)]}`",
-                    "Use a plain pruning type (without _progressive) for element groups on head or neuron layers.",
-                    path=g.cfg.key_path("pruning_type"), source=source)
-
-
-def _span(pattern, axis: int) -> int:
-    """How many rows (axis 0) or input columns (axis 1) one unit of an element pattern covers."""
-    if isinstance(pattern, NMPattern):
-        return pattern.m if axis == 1 else 1
-    if isinstance(pattern, ChannelPattern):
-        return 1  # whole rows or whole columns: a cut removes whole units of it
-    return pattern.rows if axis == 0 else pattern.cols
 
 
 def _upgrade(state: dict[str, Any], groups: list[Group]) -> dict[str, Any]:

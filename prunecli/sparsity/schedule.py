@@ -58,6 +58,19 @@ def pruning_window(steps_per_epoch: int, num_train_epochs: float, *, warm_epochs
     return start, end
 
 
+def window_for(options: str, steps_per_epoch: int, num_train_epochs: float, *, warm_epochs: float,
+               cooldown_epochs: float) -> tuple[int, int]:
+    """`pruning_window`, with its ValueError turned into the user's error about `options` (what they set)."""
+    from prunecli.errors import UserError
+
+    try:
+        return pruning_window(steps_per_epoch, num_train_epochs, warm_epochs=warm_epochs,
+                              cooldown_epochs=cooldown_epochs)
+    except ValueError as err:
+        raise UserError(f"{options}: {err}",
+                        hint="train for more epochs, or shorten the warm-up or cool-down") from None
+
+
 def decayed_sparsity(decay: str, fraction: float, target: float, initial: float = 0.0) -> float:
     """The target of an event at `fraction` = k/K of the way; monotone in `fraction`, exact at 0 and 1."""
     if fraction >= 1.0:

@@ -31,7 +31,7 @@ from transformers import TrainerCallback
 from prunecli.errors import CheckpointError, UserError
 from prunecli.sparsity.pruner import Pruner
 from prunecli.sparsity.recipe import Recipe, load_recipe
-from prunecli.sparsity.schedule import AUTO_FREQUENCY, pruning_window
+from prunecli.sparsity.schedule import AUTO_FREQUENCY, window_for
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,8 @@ class PruningCallback(TrainerCallback):
             raise TypeError("PruningCallback.on_train_begin needs the Trainer's model (call it from a Trainer)")
         model = _unwrap(model)
         steps_per_epoch, epochs = run_geometry(args, state, train_dataloader)
-        try:
-            start, end = pruning_window(steps_per_epoch, epochs, warm_epochs=self.sparsity_warm_epochs,
-                                        cooldown_epochs=self.cooldown_epochs)
-        except ValueError as err:
-            raise UserError(f"PruningCallback(sparsity_warm_epochs, cooldown_epochs): {err}",
-                            hint="train for more epochs, or shorten the warm-up or cool-down") from None
+        start, end = window_for("PruningCallback(sparsity_warm_epochs, cooldown_epochs)", steps_per_epoch, epochs,
+                                warm_epochs=self.sparsity_warm_epochs, cooldown_epochs=self.cooldown_epochs)
         steps = {"start_step": start, "end_step": end, "pruning_frequency": AUTO_FREQUENCY}
         recipe = self.recipe.with_steps(steps, pruning_frequency=self.pruning_frequency)
         self.pruner = pruner = Pruner(model, recipe)

@@ -11,7 +11,8 @@ import torch
 from prunecli.config import DataConfig
 from prunecli.errors import UserError
 from prunecli.inference import onnx as onnx_mod
-from prunecli.inference.benchmark import SCHEMA, Timing, benchmark_models, parse_batch_sizes, time_calls
+from prunecli.inference.benchmark import SCHEMA, Timing, benchmark_models, parse_batch_sizes
+from prunecli.inference.timing import time_calls
 from tests.helpers import make_tiny_bert, sentiment_rows, write_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

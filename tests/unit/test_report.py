@@ -22,11 +22,11 @@ from rich.console import Console
 from safetensors.numpy import load_file, save_file
 
 from prunecli.errors import CheckpointError, UserError
+from prunecli.report.compare import compare_reports
 from prunecli.report.load import load_tensors
 from prunecli.report.render import markdown_table, render_report
 from prunecli.report.schema import REPORT_SCHEMA, validate_report
 from prunecli.report.stats import (
-    compare_reports,
     pattern_sparsity,
     select_layers,
     sparsity_report,

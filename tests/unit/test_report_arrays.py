@@ -18,8 +18,9 @@ from safetensors.torch import save_file as save_torch
 
 from prunecli.errors import CheckpointError
 from prunecli.report.arrays import CODECS, RawFloat, as_array, count_zeros, dtype_name, from_torch, is_float
+from prunecli.report.compare import compare_reports
 from prunecli.report.load import load_tensors
-from prunecli.report.stats import compare_reports, sparsity_report, tensor_structure
+from prunecli.report.stats import sparsity_report, tensor_structure
 from tests.unit.test_report import EXPECTED_ZEROS, assert_patterned_report, block_pruned, patterned_state, to_torch
 
 FLOAT8 = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "float8_e8m0fnu"]
