@@ -645,7 +645,7 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
     text = render_markdown(records, results_dir)
     Path(output).write_text(text, encoding="utf-8")
     if readme is not None:
-        summary.update_readme(Path(readme), records)
+        summary.update_readme(Path(readme), records, Path(results_dir))
         render_compact.update_readme(Path(readme), records, Path(results_dir))
     return text
 

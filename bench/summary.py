@@ -18,6 +18,8 @@ PROFILE = "full"  # the reference's sizes
 PATTERNS = {"2in4": "2:4", "4x1": "4x1 at 90%", "1xchannel": "1xchannel at 60%", "mixed": "mixed recipe"}
 TASKS = {"mrpc": "MRPC", "sst2": "SST-2"}
 BEGIN, END = "<!-- results:begin (bench/render_results.py --readme) -->", "<!-- results:end -->"
+DEMO_BEGIN, DEMO_END = "<!-- demo:begin (bench/render_results.py --readme) -->", "<!-- demo:end -->"
+DEMO_FILE = "demo.json"  # demo_runs/demo_results.json of a `make demo` run, copied into bench/results
 TIME_RATIO_GOAL = 0.7
 DROP_GOAL = -0.01
 
@@ -170,11 +172,40 @@ def readme_block(records: list[dict]) -> str:
     return "\n".join([BEGIN, *results_table(records), END])
 
 
-def update_readme(readme: Path, records: list[dict]) -> bool:
-    """Rewrite the results block of README.md in place; False when the README has no markers."""
+def demo_block(results_dir: Path) -> str:
+    """The demo's table, from the `make demo` run recorded in bench/results/demo.json."""
+    try:
+        demo = json.loads((Path(results_dir) / DEMO_FILE).read_text())
+    except (OSError, ValueError):
+        return "\n".join([DEMO_BEGIN, "Not recorded yet: run `make demo`, copy its demo_results.json to "
+                           "bench/results/demo.json.", DEMO_END])
+    rows = demo["rows"]
+    dense = rows[0]["accuracy"]
+    lines = [DEMO_BEGIN, f"Measured with `{demo['command']}` here (2 CPU cores; the run took {demo['seconds']:.0f} s):",
+             "",
+             "| model | accuracy | vs dense | sparsity | params | MB | speed-up | train s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        train = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+        vs = "" if r is rows[0] else f"{r['accuracy'] - dense:+.4f}"
+        lines.append(f"| {r['model']} | {r['accuracy']:.4f} | {vs} | {r['pruned_layers_sparsity']:.3f} | "
+                     f"{r['params'] / 1e6:.1f}M | {r['file_mb']:.0f} | {r['speedup']:.2f}x | {train} |")
+    return "\n".join([*lines, DEMO_END])
+
+
+def _replace_block(text: str, begin: str, end: str, block: str) -> str:
+    if begin not in text or end not in text:
+        return text
+    return text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+
+
+def update_readme(readme: Path, records: list[dict], results_dir: Path | None = None) -> bool:
+    """Rewrite the results (and demo) blocks of README.md in place; False when the README has no markers."""
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         return False
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_block(records) + text[stop:], encoding="utf-8")
+    text = _replace_block(text, BEGIN, END, readme_block(records))
+    if results_dir is not None:
+        text = _replace_block(text, DEMO_BEGIN, DEMO_END, demo_block(results_dir))
+    readme.write_text(text, encoding="utf-8")
     return True

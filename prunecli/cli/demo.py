@@ -136,9 +136,10 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
         case = facts["cases"][f"b{BENCH_BATCH} data"]["pytorch"]
         row.update(params=facts["params"], file_mb=facts["file_mb"], median_ms=case["median_ms"],
                    speedup=case["speedup"])
-    console.print(_table(rows, time.perf_counter() - started))
-    (root / "demo_results.json").write_text(json.dumps({"rows": rows, "benchmark": speed}, indent=2) + "\n",
-                                            encoding="utf-8")
+    seconds = time.perf_counter() - started
+    console.print(_table(rows, seconds))
+    record = {"command": "make demo", "seconds": seconds, "rows": rows, "benchmark": speed}
+    (root / "demo_results.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     console.print(f"Checkpoints under {root}/; try `prunecli inspect {root / 'sparse_compact'}` or "
                   f"`prunecli benchmark {dense_dir} {compacted}`.")
     return rows

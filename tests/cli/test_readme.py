@@ -60,7 +60,9 @@ def test_readme_results_table_is_the_rendered_one():
     from bench import render_compact, render_results, summary
 
     records = render_results.load_results(REPO / "bench" / "results")
-    for expected in (summary.readme_block(records), render_compact.readme_block(records, REPO / "bench" / "results")):
+    results = REPO / "bench" / "results"
+    for expected in (summary.readme_block(records), render_compact.readme_block(records, results),
+                     summary.demo_block(results)):
         assert expected in README, "re-render with: .venv/bin/python bench/render_results.py --readme"
 
 
