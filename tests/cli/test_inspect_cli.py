@@ -159,18 +159,24 @@ def test_compare_with_bad_other_exits_2(checkpoint, tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
+HEAVY = ("torch", "transformers", "datasets", "accelerate", "safetensors", "matplotlib")
+
+
+def assert_runs_without_heavy_imports(code: str, **env: str) -> None:
+    """Run `code` in a fresh interpreter, then check that it imported none of HEAVY."""
+    code = "import sys\n" + code + f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\nassert not heavy, heavy\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+
+
 def test_inspect_help_imports_no_torch():
-    code = (
-        "import sys\n"
+    assert_runs_without_heavy_imports(
         "from typer.testing import CliRunner\n"
         "from prunecli.cli.app import app\n"
         "r = CliRunner().invoke(app, ['inspect', '--help'])\n"
         "assert r.exit_code == 0 and '--compare' in r.output, r.output\n"
-        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'safetensors') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.parametrize(("args", "shown"), [(["--json"], "1316"), ([], "1,316"), (["--compare", "{ckpt}"], "0.2836")],
@@ -179,8 +185,8 @@ def test_inspect_of_safetensors_imports_no_torch(checkpoint, args, shown):
     """`prunecli inspect` on safetensors is numpy only: torch's import alone costs seconds (the whole command
     should take well under one). Runs the real CLI entry point in a fresh interpreter."""
     argv = ["prunecli", "inspect", str(checkpoint), *(a.format(ckpt=checkpoint) for a in args)]
-    code = (
-        "import io, sys, contextlib\n"
+    assert_runs_without_heavy_imports(
+        "import io, contextlib\n"
         "from prunecli.cli.app import main\n"
         f"sys.argv = {argv!r}\n"
         "out = io.StringIO()\n"
@@ -189,22 +195,10 @@ def test_inspect_of_safetensors_imports_no_torch(checkpoint, args, shown):
         "        main()\n"
         "    except SystemExit as exit:\n"
         "        assert not exit.code, exit.code\n"
-        f"assert {shown!r} in out.getvalue(), out.getvalue()\n"
-        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'safetensors') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                         env={**os.environ, "COLUMNS": "200"})
-    assert out.returncode == 0, out.stderr
+        f"assert {shown!r} in out.getvalue(), out.getvalue()\n", COLUMNS="200")
 
 
 def test_cli_import_path_imports_no_torch():
     """app.py registers every command (options.py imports prunecli.config): none may pull torch in."""
-    code = (
-        "import sys\n"
-        "import prunecli.cli.app, prunecli.cli.options, prunecli.config, prunecli.report, prunecli.cli.tables\n"
-        "heavy = [m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'safetensors') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.returncode == 0, out.stderr
+    assert_runs_without_heavy_imports(
+        "import prunecli.cli.app, prunecli.cli.options, prunecli.config, prunecli.report, prunecli.cli.tables\n")
