@@ -5,6 +5,7 @@ The library works without the CLI. The public API is imported lazily so that
 
     from prunecli import Pruner, load_recipe, sparsity_report
     from prunecli import PruningCallback  # for transformers.Trainer
+    from prunecli import compact_model  # remove pruned heads and neurons
 
 Importing prunecli also makes transformers' Auto classes load compacted checkpoints (per-layer heads and
 neurons, `prunecli compact`); see `prunecli.architectures`. That costs nothing until transformers loads.
@@ -22,6 +23,7 @@ _LAZY = {
     "register_criterion": "prunecli.sparsity.criteria",
     "sparsity_report": "prunecli.report",
     "PruningCallback": "prunecli.training.callback",
+    "compact_model": "prunecli.architectures",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -201,6 +201,20 @@ def compact_config(config, sizes: list[dict[str, int]]):
     return new
 
 
+def compact_model(model, plan=None):
+    """Remove the pruned heads and neurons of a transformers sequence classifier in place, and give it the
+    config that records its new shapes, so that `model.save_pretrained(folder)` writes a checkpoint that
+    `AutoModelForSequenceClassification.from_pretrained(folder)` loads (after `import prunecli` when the
+    layers differ). Returns the `CompactionPlan` (units kept per block, `heads_removed`, `neurons_removed`).
+    The function is unchanged up to float rounding; check the logits on your own inputs if you like."""
+    from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
+
+    plan = plan or plan_compaction(model)
+    compact_(model, plan)
+    model.config = compact_config(model.config, layer_sizes(model))
+    return plan
+
+
 def _architecture_name(base: str, *, compact: bool) -> str:
     name = BASES[base][2]
     return f"Compact{name}" if compact else name

@@ -134,8 +134,8 @@ def run(model, tokenizer, target: Path, *, source: Path | None, inputs: dict, on
 
     Raises UserError when nothing can be removed, RuntimeError when the logits moved (a bug).
     """
-    from prunecli.architectures import compact_config
-    from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
+    from prunecli.architectures import compact_model
+    from prunecli.sparsity.compact import plan_compaction
     from prunecli.sparsity.structure import StructureError
     from prunecli.training import checkpoint as ckpt
 
@@ -150,13 +150,12 @@ def run(model, tokenizer, target: Path, *, source: Path | None, inputs: dict, on
                         "2:4 zeros stay inside the matrices.")
     params_before = _params(model)
     before = _logits(model, inputs)
-    compact_(model, plan)
+    compact_model(model, plan)
     after = _logits(model, inputs)
     difference = float((before - after).abs().max())
     if difference > TOLERANCE:
         raise RuntimeError(f"compaction changed the logits by {difference:.3g} (> {TOLERANCE:g}): a bug in "
                            "prunecli; nothing was written")
-    model.config = compact_config(model.config, layer_sizes(model))
     report = {"source": str(source) if source else None, "plan": plan.summary(),
               "heads_removed": plan.heads_removed, "neurons_removed": plan.neurons_removed,
               "params_before": params_before, "params_after": _params(model),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import prunecli  # noqa: F401  (registers the compact architectures)
+import prunecli  # registers the compact architectures
 from prunecli.architectures import compact_config
 from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
 from prunecli.sparsity.pruner import Pruner
@@ -140,8 +140,9 @@ def test_per_layer_sizes_load_after_import_prunecli_with_no_remote_code(tmp_path
     Pruner(model, STRUCTURE).on_train_begin()
     batch = inputs()
     before = logits(model, batch)
-    compact_(model)
-    model.config = compact_config(model.config, layer_sizes(model))
+    plan = prunecli.compact_model(model)  # the public one-call form of compact_ + compact_config
+    assert plan.heads_removed == 4 and plan.neurons_removed == 64
+    assert torch.allclose(logits(model, batch), before, atol=1e-5)
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == "prunecli-bert" and len(config["compact_layers"]) == 2
