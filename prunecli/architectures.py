@@ -169,11 +169,16 @@ def install_registration_hook() -> None:
 
 
 def base_model_type(config) -> str:
-    """The base architecture of a config (`prunecli-bert` -> `bert`); StructureError-style ValueError if unknown."""
+    """The base architecture of a config (`prunecli-bert` -> `bert`); a StructureError (exit 2) if compacted
+    checkpoints of it cannot be saved and loaded."""
+    from prunecli.sparsity.structure import StructureError
+
     model_type = getattr(config, "model_type", "")
     base = model_type[len(PREFIX):] if model_type.startswith(PREFIX) else model_type
     if base not in BASES:
-        raise ValueError(f"model type {model_type!r}: compaction supports {', '.join(BASES)}")
+        raise StructureError(f"model type {model_type!r}: compacted checkpoints are supported for "
+                             f"{', '.join(BASES)}", hint="prune it with element patterns, or open an issue with "
+                             "its architecture.")
     return base
 
 
@@ -209,9 +214,15 @@ def compact_model(model, plan=None):
     The function is unchanged up to float rounding; check the logits on your own inputs if you like."""
     from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
 
+    base_model_type(model.config)  # an architecture it could not save is refused before anything changes
     plan = plan or plan_compaction(model)
     compact_(model, plan)
-    model.config = compact_config(model.config, layer_sizes(model))
+    old = model.config
+    new = compact_config(old, layer_sizes(model))
+    new._attn_implementation = old._attn_implementation
+    for module in model.modules():  # the base model and the layers hold the same config object
+        if getattr(module, "config", None) is old:
+            module.config = new
     return plan
 
 

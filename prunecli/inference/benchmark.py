@@ -13,10 +13,11 @@ busy machine's slow spells hit every model of a case alike:
   number of intra-op threads, one inter-op thread, `make_session`'s graph rewrites) when onnxruntime is
   installed; without it the ONNX columns are skipped with a note;
 * timing: `warmup` untimed calls, then `time.perf_counter()` around each call until at least `min_runs` calls
-  and `min_time` seconds (for data cases: also one call per batch), stopped early only by the caps `max_time`
-  seconds or `max_runs` calls (`capped` says so). The runs are taken in `rounds` (default 3) that take turns
-  between the models of a case (A B C, A B C, ...), each round a share of the runs and seconds after one
-  untimed call, so a slow spell of the machine, or a drift, reaches every model alike. A run is one batch.
+  and `min_time` seconds, stopped early only by the caps `max_time` seconds or `max_runs` calls (`capped`
+  says so). The runs are taken in `rounds` (default 3) that take turns between the models of a case (A B C,
+  A B C, ...), each round a share of the runs and seconds after one untimed call, so a slow spell of the
+  machine, or a drift, reaches every model alike. In a data case round i times every `rounds`-th batch from
+  the i-th, in whole passes, so every model is timed on the same mix of lengths. A run is one batch.
   Latency: median and p90 of all the runs, in ms; throughput: examples of the timed runs / their total time;
 * per model: parameters (and non-zero ones), FLOPs per example (matmul FLOPs, 2*m*n*k, as torch's
   `FlopCounterMode` counts them, of a batch-1 forward at the benchmark's sequence length with eager attention,
@@ -348,6 +349,9 @@ def benchmark_models(
                 say(f"tokenizing {task_data.source} for {entry.facts['label']}")
                 rows, pad_id, split = _data_rows(entry, task_data, data_cfg)
                 lengths = [len(r["input_ids"]) for r in rows]
+                if len(rows) < max(sizes):
+                    notes.append(f"{entry.facts['label']}: {len(rows)} evaluation examples, fewer than a batch of "
+                                 f"{max(sizes)}: its data cases time smaller batches.")
                 entry.facts["data"] = {"split": split, "examples": len(rows), "mean_length": statistics.fmean(lengths),
                                        "max_length": max(lengths)}
                 for b in sizes:
@@ -458,22 +462,21 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
     import numpy as np
     import torch
 
-    batches = entry.batches[case.name]
+    every = entry.batches[case.name]
+    batches = every[index::timing.rounds] or every  # round i times every rounds-th batch: all of them, over rounds
     sizes = [int(b["input_ids"].shape[0]) for b in batches]
     share = timing.round(index)
-    needed = -(-max(timing.min_runs, len(batches)) // timing.rounds)
-    offset = index * needed  # the rounds go on through the batches: every batch is timed at least once
     if backend == "pytorch":
         tensors = [{k: torch.from_numpy(v) for k, v in b.items()} for b in batches]
         model = entry.model
         with torch.inference_mode():
-            return time_round(lambda feeds: model(**feeds), tensors, share, sizes, offset, needed)
+            return time_round(lambda feeds: model(**feeds), tensors, share, sizes, share.min_runs)
     session = entry.session
-    result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, offset, needed)
+    result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, share.min_runs)
     if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
         with torch.inference_mode():
-            ref = entry.model(**{k: torch.from_numpy(v) for k, v in batches[0].items()}).logits.float().numpy()
-        got = session.run(["logits"], batches[0])[0]
+            ref = entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()}).logits.float().numpy()
+        got = session.run(["logits"], every[0])[0]
         entry.onnx["max_abs_diff"] = max(entry.onnx["max_abs_diff"], float(np.max(np.abs(got - ref))))
     return result
 

@@ -31,6 +31,9 @@ class Timing:
             raise UserError(f"bad timing settings: warmup {self.warmup}, repeats {self.min_runs}, max runs "
                             f"{self.max_runs}, rounds {self.rounds}.",
                             hint="--warmup >= 0, --repeats >= 1 and --rounds >= 1.")
+        if self.min_time < 0 or self.max_time <= 0:
+            raise UserError(f"bad timing settings: min time {self.min_time} s, max time {self.max_time} s.",
+                            hint="--min_time >= 0 and --max_time > 0 (seconds).")
 
     def round(self, index: int) -> Timing:
         """The share of round `index` of `rounds`: all the warm-up first, one untimed call in later rounds."""
@@ -38,9 +41,6 @@ class Timing:
         return dataclasses.replace(self, warmup=self.warmup if index == 0 else min(self.warmup, 1),
                                    min_runs=-(-self.min_runs // share), min_time=self.min_time / share,
                                    max_time=self.max_time / share, max_runs=-(-self.max_runs // share), rounds=1)
-        if self.min_time < 0 or self.max_time <= 0:
-            raise UserError(f"bad timing settings: min time {self.min_time} s, max time {self.max_time} s.",
-                            hint="--min_time >= 0 and --max_time > 0 (seconds).")
 
 
 def time_calls(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing,
@@ -50,23 +50,25 @@ def time_calls(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timin
 
 
 def time_round(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing, sizes: Sequence[int],
-                offset: int = 0, needed: int | None = None) -> dict[str, Any]:
-    """One round: the warm-up, then timed calls from batch `offset` on; its raw times."""
+               needed: int | None = None) -> dict[str, Any]:
+    """One round: the warm-up, then timed calls cycling over `batches`, stopping only after whole passes (so
+    every batch is timed equally often and models compare the same mix); its raw times. The caps may stop
+    it inside a pass (`capped`)."""
     for i in range(timing.warmup):
-        call(batches[(offset + i) % len(batches)])
+        call(batches[i % len(batches)])
     needed = max(timing.min_runs, len(batches)) if needed is None else needed
     times: list[float] = []
     examples = 0
     capped = False
     start = time.perf_counter()
     while True:
-        i = (offset + len(times)) % len(batches)
+        i = len(times) % len(batches)
         t0 = time.perf_counter()
         call(batches[i])
         times.append(time.perf_counter() - t0)
         examples += sizes[i]
         elapsed = time.perf_counter() - start
-        if len(times) >= needed and elapsed >= timing.min_time:
+        if len(times) >= needed and elapsed >= timing.min_time and len(times) % len(batches) == 0:
             break
         if len(times) >= timing.max_runs or elapsed >= timing.max_time:
             capped = True

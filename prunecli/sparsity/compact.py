@@ -6,7 +6,7 @@ is what makes a model faster on any runtime. A unit is removed only where that i
 - an attention head whose output-projection columns are all zero contributes nothing (whatever its query,
   key and value compute), and neither does one whose value rows and value bias are zero; it is removed
   with its query, key and value rows (and biases) and its output columns. A block left with no head keeps
-  one all-zero head, so the attention module still has a shape;
+  one silent head (zero output columns: it adds nothing), so the attention module still has a shape;
 - a feed-forward neuron whose down-projection column is zero contributes nothing; one whose up-projection
   row is zero outputs the constant `act(bias)`, whose contribution `down[:, i] * act(bias_i)` is folded
   into the down projection's bias before the neuron is removed (never dropped). Without a known
@@ -84,7 +84,7 @@ def plan_compaction(model: nn.Module) -> CompactionPlan:
                 value.bias is None or bool((value.bias[cols] == 0).all()))
             if not (silent_output or silent_value):
                 kept.append(h)
-        plan.heads[block.name] = kept or [0]  # a block keeps one (all-zero, silent) head to keep its shape
+        plan.heads[block.name] = kept or [0]  # a block keeps one silent head to keep its shape
         plan.head_totals[block.name] = block.num_heads
     for block in feed_forward_blocks(model):
         up, down = _module(model, block.up), _module(model, block.down)
@@ -154,7 +154,8 @@ def compact_(model: nn.Module, plan: CompactionPlan | None = None) -> Compaction
         if folded:
             index = torch.tensor(folded, dtype=torch.long, device=up.weight.device)
             activation = activation_of(model, block)
-            bias = up.bias[index] if up.bias is not None else torch.zeros(len(index), dtype=up.weight.dtype)
+            bias = (up.bias[index] if up.bias is not None
+                    else torch.zeros(len(index), dtype=up.weight.dtype, device=up.weight.device))
             constant = activation(bias)
             if down.bias is None:
                 down.bias = nn.Parameter(torch.zeros(down.out_features, dtype=down.weight.dtype,
@@ -177,7 +178,8 @@ def layer_sizes(model: nn.Module) -> list[dict[str, int]]:
 
 def _resized(linear: nn.Linear, *, out_features: int | None = None, in_features: int | None = None) -> nn.Linear:
     """A new Linear like `linear` with other sizes (its weights are loaded afterwards)."""
-    return nn.Linear(in_features or linear.in_features, out_features or linear.out_features,
+    return nn.Linear(linear.in_features if in_features is None else in_features,
+                     linear.out_features if out_features is None else out_features,
                      bias=linear.bias is not None, device=linear.weight.device, dtype=linear.weight.dtype)
 
 

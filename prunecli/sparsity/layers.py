@@ -295,3 +295,28 @@ def span(pattern, axis: int) -> int:
     if isinstance(pattern, ChannelPattern):
         return 1  # whole rows or whole columns: a cut removes whole units of it
     return pattern.rows if axis == 0 else pattern.cols
+
+
+def check_reachable(groups: list[ElementGroup | StructureGroup], source: str | None) -> None:
+    """A head or neuron group whose floors (`min_*_per_layer`, `max_sparsity_ratio_per_op`) leave too few
+    removable units for its target is refused, instead of silently pruning less (or nothing)."""
+    for g in groups:
+        if not isinstance(g, StructureGroup) or not g.blocks:
+            continue
+        cfg, floor_key = g.cfg, f"min_{g.unit_name}s_per_layer"
+        caps = [max(0, min(b.units - b.min_units, int(cfg.max_sparsity_ratio_per_op * b.units + 1e-9)))
+                for b in g.blocks]
+        if cfg.pruning_scope == "local":
+            short = [(b, c) for b, c in zip(g.blocks, caps, strict=True) if c < round(cfg.target_sparsity * b.units)]
+        else:
+            total = sum(b.units for b in g.blocks)
+            short = [] if sum(caps) >= round(cfg.target_sparsity * total) else [(None, sum(caps))]
+        if short:
+            block, cap = short[0]
+            where = f"block `{block.name}` has {block.units} {g.unit_name}s" if block is not None else \
+                f"its blocks have {sum(b.units for b in g.blocks)} {g.unit_name}s"
+            raise RecipeError(
+                f"target_sparsity {cfg.target_sparsity} cannot be reached: {where}, and {floor_key} "
+                f"{getattr(cfg, floor_key)} (with max_sparsity_ratio_per_op {cfg.max_sparsity_ratio_per_op}) lets "
+                f"only {cap} go", f"Lower {floor_key} or target_sparsity.", path=cfg.key_path(floor_key),
+                source=source)

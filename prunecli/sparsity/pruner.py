@@ -43,7 +43,7 @@ from torch import nn
 
 from prunecli.errors import CheckpointError
 from prunecli.sparsity import allocation
-from prunecli.sparsity.layers import Block, ElementGroup, PrunedLayer, StructureGroup, check_sharing
+from prunecli.sparsity.layers import Block, ElementGroup, PrunedLayer, StructureGroup, check_reachable, check_sharing
 from prunecli.sparsity.matching import _candidates, match_blocks, match_layers
 from prunecli.sparsity.patterns import ChannelPattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
@@ -102,6 +102,7 @@ class Pruner:
             else:
                 self.groups.append(ElementGroup(cfg, [layer_of(m.name, m.transposed) for m in next(by_cfg)]))
         check_sharing(self.groups, recipe.source)
+        check_reachable(self.groups, recipe.source)
         order = {name: i for i, name in enumerate(modules)}
         self.layers: dict[str, PrunedLayer] = dict(sorted(found.items(), key=lambda kv: order[kv[0]]))
 

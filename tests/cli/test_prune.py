@@ -245,13 +245,14 @@ def test_recipe_key_typo_names_the_key_and_suggests_the_right_one(workdir, tmp_p
 
 
 def test_every_shipped_recipe_runs_end_to_end(workdir):
-    # compact.json keeps at least 2 heads and 128 neurons per layer: it needs a model with more of both
+    # compact.json keeps at least 2 heads and 128 neurons per layer (heads_neurons.json 64): a wider model
     make_tiny_bert(workdir / "wide", hidden_size=32, num_attention_heads=4, intermediate_size=256)
     for recipe in sorted((REPO / "recipes").glob("*.json")):
         if recipe.name == "schema.json":
             continue
         out = workdir / f"recipe_{recipe.stem}"
-        model = ["--model_name_or_path", str(workdir / "wide")] if recipe.name == "compact.json" else []
+        wide = recipe.name in ("compact.json", "heads_neurons.json")
+        model = ["--model_name_or_path", str(workdir / "wide")] if wide else []
         _prune(workdir, out, "--recipe", str(recipe), "--num_train_epochs", "2", "--cooldown_epochs", "0", *model)
         report = json.loads((out / "sparsity_report.json").read_text())
         for group in report["recipe"]["groups"]:

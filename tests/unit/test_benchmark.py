@@ -201,3 +201,13 @@ def test_rounds_alternate_the_models_and_share_the_runs(models, monkeypatch):
     assert merged["examples_per_s"] == pytest.approx(6 / 0.6) and merged["rounds"] == 2
     with pytest.raises(UserError, match="rounds"):
         Timing(rounds=0).check()
+    with pytest.raises(UserError, match="max time"):
+        Timing(max_time=0).check()
+
+
+def test_data_rounds_time_whole_passes_of_their_share_of_the_batches():
+    from prunecli.inference.timing import time_round
+
+    calls = []
+    raw = time_round(calls.append, ["a", "b", "c"], Timing(warmup=0, min_runs=4, min_time=0.0), [1, 1, 1])
+    assert len(raw["times"]) == 6 and calls == ["a", "b", "c"] * 2  # 4 runs asked, whole passes given

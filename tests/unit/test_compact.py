@@ -162,3 +162,35 @@ def test_per_layer_sizes_load_after_import_prunecli_with_no_remote_code(tmp_path
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "CompactBertForSequenceClassification" in done.stdout
+
+
+def test_a_layer_left_with_no_neurons_saves_and_loads_back(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model = bert()
+    with torch.no_grad():  # every neuron of layer 1 gone: its feed-forward block adds only its bias
+        model.bert.encoder.layer[1].intermediate.dense.weight.zero_()
+        model.bert.encoder.layer[1].intermediate.dense.bias.zero_()
+        model.bert.encoder.layer[1].output.dense.weight.zero_()
+    batch = inputs()
+    before = logits(model, batch)
+    plan = prunecli.compact_model(model)
+    assert plan.neurons_removed == 64 and model.bert.encoder.layer[1].intermediate.dense.out_features == 0
+    assert model.bert.config is model.config  # the inner modules see the new config too
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert torch.allclose(logits(loaded, batch), before, atol=1e-5)
+
+
+def test_an_architecture_whose_checkpoint_cannot_be_saved_is_refused_before_any_change():
+    from transformers import MPNetConfig, MPNetForSequenceClassification
+
+    from prunecli.sparsity.structure import StructureError
+
+    model = MPNetForSequenceClassification(MPNetConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2,
+                                                       num_attention_heads=4, intermediate_size=64)).eval()
+    with torch.no_grad():
+        model.mpnet.encoder.layer[0].output.dense.weight[:, :8].zero_()
+    with pytest.raises(StructureError, match="mpnet"):
+        prunecli.compact_model(model)
+    assert model.mpnet.encoder.layer[0].intermediate.dense.out_features == 64  # untouched

@@ -229,3 +229,14 @@ def test_the_report_counts_heads_and_neurons_per_layer(tmp_path):
     assert "Heads and neurons" in text and "2 of 4" in text and "48 of 64" in text
     assert "| heads | 2 of 4 |" in markdown_table(sparsity_report(tmp_path))
     json.dumps(units)
+
+
+def test_a_target_the_floors_do_not_allow_is_refused_not_silently_missed():
+    model = bert()  # 2 layers of 64 neurons and 4 heads
+    with pytest.raises(RecipeError, match="min_neurons_per_layer 64") as err:
+        Pruner(model, {"pattern": "neuron", "target_sparsity": 0.5, "min_neurons_per_layer": 64})
+    assert err.value.path == "min_neurons_per_layer" and "only 0 go" in err.value.message
+    with pytest.raises(RecipeError, match="block `bert.encoder.layer.0.attention.self` has 4 heads"):
+        Pruner(model, {"pattern": "head", "target_sparsity": 0.75, "pruning_scope": "local",
+                       "min_heads_per_layer": 2})
+    Pruner(model, {"pattern": "head", "target_sparsity": 0.5, "pruning_scope": "local", "min_heads_per_layer": 2})
