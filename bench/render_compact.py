@@ -122,7 +122,7 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
 def curve_table(records: list[dict], results_dir: Path, profile: str = "full") -> list[str]:
     rows = curve_rows(records, results_dir, profile)
     if not rows:
-        return ["Not measured yet: `run_glue_bench.py --patterns hn33,hn50,hn70`, then `bench_compact.py --curve`."]
+        return ["Not measured yet: `run_glue_bench.py --patterns hn33,hn55,hn70`, then `bench_compact.py --curve`."]
     lines = ["| task | heads, neurons removed | params | FLOPs | PyTorch | ONNX Runtime | dense | compacted | "
              "vs dense |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:

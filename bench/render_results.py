@@ -520,6 +520,38 @@ def selection(records: list[dict]) -> list[str]:
             f"{len(cells)} tool x pattern cell(s)): **{ranked[0][0]}**. Means: {listed}{one}.", ""]
 
 
+METHOD_TITLES = {"kd": "logit KD (whole loss, T 2)", "kdhid": "logit KD + every layer's states",
+                 "hidall": "hidden MSE over every layer", "cool": "lr to 0 over the cool-down",
+                 "rewind": "lr rewound at each event", "cube": "cubic sparsity schedule",
+                 "init70": "70% at the first event"}
+
+
+def methods_table(records: list[dict], task: str) -> list[str]:
+    """Training methods screened on one (pattern, hyperparameters): prunecli with each `+METHOD` set beside the
+    plain prunecli run and the dense model of the same seed; accuracy and relative drop per seed."""
+    runs = _prune_runs_by_case(records)
+    dense = {r["seed"]: r for r in records if r["kind"] == "dense" and metric(r, "accuracy") is not None}
+    lines: list[str] = []
+    for (pattern, hyper), seeds in runs:
+        for seed, tools in sorted(seeds.items()):
+            variants = sorted((t for t in tools if "+" in t), key=lambda t: (t.count("+"), t))
+            if not variants:
+                continue
+            d = metric(dense.get(seed), "accuracy")
+            if not lines:
+                lines = ["| Pattern | Seed | lr / w | Method | Accuracy | Relative drop vs dense |", "|---|---|---|---|---|---|"]
+            for tool in [t for t in ("prunecli", "prunecli-plain") if t in tools] + variants:
+                acc = metric(tools[tool], "accuracy")
+                base, *methods = tool.split("+")
+                label = " + ".join(METHOD_TITLES.get(m, m) for m in methods) or "none (the default)"
+                if base != "prunecli":
+                    label = f"{label} ({base})"
+                drop = pct((d - acc) / d) if d and acc is not None else "—"
+                lines.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {seed} | {hyper} | {label} | {f4(acc)} | "
+                             f"{drop} |")
+    return lines
+
+
 def profile_section(profile: str, records: list[dict]) -> list[str]:
     quick = any(r.get("quick") for r in records)
     holdout = next((r.get("holdout") for r in records if r.get("holdout")), None)
@@ -551,7 +583,8 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
                       "seconds of the two processes (less sensitive to contention, not immune: busy-waiting "
                       "threads count).", "",
                       *sbs, ""]
-        for table, intro in ((batching_table, BATCHING_INTRO), (alignment_table, ALIGNMENT_INTRO)):
+        for table, intro in ((batching_table, BATCHING_INTRO), (alignment_table, ALIGNMENT_INTRO),
+                             (methods_table, METHODS_INTRO)):
             rows = table(recs, task)
             if rows:
                 lines += [intro, "", *rows, ""]
@@ -571,6 +604,9 @@ BATCHING_INTRO = ("Batching A/B: prunecli with length-grouped batches (`--group_
                   "column) vs plain shuffled batches (`--no_group_by_length`, in exactly the order INC's driver uses; "
                   "prunecli's default since this A/B), same dense checkpoint and hyperparameters; INC's accuracy for "
                   "the same seed beside them.")
+METHODS_INTRO = ("Training methods screened for accuracy at high sparsity (issue 19): the same dense checkpoint, "
+                 "data, seed and hyperparameters, each method's prunecli options added (`bench/run_glue_bench.py` "
+                 "METHODS, `--tools prunecli+METHOD`); relative drop against the dense model of the same seed.")
 ALIGNMENT_INTRO = ("What else differs from INC's loop: prunecli with plain batches, then with AdamW eps 1e-6 "
                    "(`--adam_epsilon 1e-6`, INC's example's value; prunecli's default is 1e-8) and/or the hidden-state "
                    "MSE over padded positions too (`--distill_padding`, INC's example; prunecli averages over real "

@@ -287,6 +287,23 @@ def test_alignment_table_shows_each_variant_beside_plain_and_inc():
     assert render_results.alignment_table(recs[:1] + recs[2:3], "mrpc") == []
 
 
+def test_methods_table_shows_each_method_against_plain_and_dense():
+    recs = [_record("dense", "prunecli", "dense", 42, 0.80),
+            _record("prune", "prunecli", "4x1", 42, 0.72),
+            _record("prune", "prunecli+kd", "4x1", 42, 0.76),
+            _record("prune", "prunecli+kd+cool", "4x1", 42, 0.78),
+            _record("prune", "prunecli-plain+kd", "4x1", 42, 0.74),
+            _record("prune", "prunecli", "2in4", 42, 0.79)]  # no method screened: no row
+    lines = render_results.methods_table(recs, "mrpc")
+    rows = lines[2:]
+    assert [r.split(" | ")[3] for r in rows] == ["none (the default)", "logit KD (whole loss, T 2)",
+                                                 "logit KD (whole loss, T 2) (prunecli-plain)",
+                                                 "logit KD (whole loss, T 2) + lr to 0 over the cool-down"]
+    assert rows[0].endswith("| 0.7200 | +10.00% |") and rows[3].endswith("| 0.7800 | +2.50% |")
+    assert not any(line.startswith("| 2:4") for line in lines)
+    assert render_results.methods_table(recs[:2], "mrpc") == []
+
+
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
         path = tmp_path / record["profile"] / "mrpc" / f"{i}.json"
