@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunecli.errors import CheckpointError, UserError
-from prunecli.inference.timing import Timing, summarize, time_round
+from prunecli.inference.timing import Timing, load_average, summarize, time_round, usable_cpus, versions
 
 if TYPE_CHECKING:  # pragma: no cover
     from prunecli.config import DataConfig
@@ -240,34 +240,6 @@ def _data_batches(rows: list[dict], names: Sequence[str], batch_size: int, pad_i
     return [pad_batch(chunk, names, pad_id) for chunk in chunks]
 
 
-def _versions() -> dict[str, str | None]:
-    from importlib import metadata
-
-    import prunecli
-
-    out: dict[str, str | None] = {"python": platform.python_version(), "prunecli": prunecli.__version__}
-    for name in ("torch", "transformers", "onnxruntime", "onnx", "onnxscript", "numpy"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (AttributeError, OSError):  # pragma: no cover - not on Windows
-        return None
-
-
-def _usable_cpus() -> int | None:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count()
-
-
 def _choose_backends(backends: Sequence[str] | str | None, notes: list[str]) -> list[str]:
     from prunecli.inference.onnx import ONNX_HINT, onnxruntime_available
 
@@ -333,7 +305,7 @@ def benchmark_models(
 
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
-    load_before = _load_average()
+    load_before = load_average()
     torch.set_num_threads(threads)
     try:
         entries = _load_models(models, sequence_length, say)
@@ -396,12 +368,12 @@ def benchmark_models(
             },
         },
         "machine": {
-            "cpu_count": os.cpu_count(), "usable_cpus": _usable_cpus(), "torch_threads": threads,
+            "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(), "torch_threads": threads,
             "torch_interop_threads": torch.get_num_interop_threads(),
             "ort_intra_op_threads": threads if "onnxruntime" in chosen else None,
             "ort_disabled_optimizers": _disabled_optimizers() if "onnxruntime" in chosen else None,
-            "load_average_before": load_before, "load_average_after": _load_average(),
-            "platform": platform.platform(), "machine": platform.machine(), "versions": _versions(),
+            "load_average_before": load_before, "load_average_after": load_average(),
+            "platform": platform.platform(), "machine": platform.machine(), "versions": versions(),
         },
         "notes": notes,
     }

@@ -1,4 +1,5 @@
-"""Timing calls for `prunecli benchmark`: warm-up, at least N runs and T seconds, caps, rounds, percentiles.
+"""Timing calls for `prunecli benchmark`: warm-up, at least N runs and T seconds, caps, rounds, percentiles;
+the machine facts recorded beside them (versions, load average, usable CPUs).
 
 `time_calls(call, batches, timing, sizes)` times one model in one go; `benchmark_models` takes each model's
 runs in `timing.rounds` turns (`Timing.round(i)` is the share of round i) and merges them with `summarize`.
@@ -7,6 +8,8 @@ runs in `timing.rounds` turns (`Timing.round(i)` is the share of round i) and me
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -102,3 +105,34 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
 
 
 # ---- the benchmark --------------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python, prunecli and the packages a measurement depends on (None: not installed)."""
+    from importlib import metadata
+
+    import prunecli
+
+    out: dict[str, str | None] = {"python": platform.python_version(), "prunecli": prunecli.__version__}
+    for name in ("torch", "transformers", "onnxruntime", "onnx", "onnxscript", "numpy"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the platform has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # pragma: no cover - not on Windows
+        return None
+
+
+def usable_cpus() -> int | None:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count()
