@@ -121,7 +121,7 @@ def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH
         runs = [r for r in records if r["task"] == task and r.get("compact") and r.get("metrics")]
         seeds = sorted({r["seed"] for r in runs})
         dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
-        folders = [str(dense)] + [str(REPO / r["compact"]["path"]) for r in runs]
+        folders = [str(dense)] + [str(root.parent / r["compact"]["path"]) for r in runs]
         load_before = os.getloadavg()
         cmd, result = _benchmark(folders, root / "work" / f"curve-{profile}-{task}.json", min_time, threads,
                                  "--sequence_length", "128")
