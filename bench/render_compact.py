@@ -119,21 +119,27 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
     return rows
 
 
-def curve_table(records: list[dict], results_dir: Path, profile: str = "full") -> list[str]:
+def curve_table(records: list[dict], results_dir: Path, profile: str = "full", short: bool = False) -> list[str]:
+    """The accuracy against speed-up table; `short` (the README's) leaves out the FLOP ratio and the dense
+    accuracy (the relative change says how far from it)."""
     rows = curve_rows(records, results_dir, profile)
     if not rows:
         return ["Not measured yet: `run_glue_bench.py --patterns hn33,hn55,hn70`, then `bench_compact.py --curve`."]
-    lines = ["| task | heads, neurons removed | params | FLOPs | PyTorch | ONNX Runtime | dense | compacted | "
-             "vs dense |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    head = ["task", "heads, neurons removed", "params", "FLOPs", *BACKENDS.values(), "dense", "compacted", "vs dense"]
+    if short:
+        head = [h for h in head if h not in ("FLOPs", "dense")]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        share = f"{int(r['pattern'][2:])}% ({method(r['tool'])})"
-        speed = [f"{r['speedup'][b]:.2f}x" if b in r["speedup"] else "not timed" for b in BACKENDS]
-        seeds = f"{len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}"
-        lines.append(f"| {TASKS.get(r['task'], r['task'])} | {share} | {r['params'] / 1e6:.1f}M | "
-                     + (f"/{r['flop_ratio']:.2f}" if r["flop_ratio"] else "—") + f" | {' | '.join(speed)} | "
-                     + (f"{r['dense']:.4f}" if r["dense"] is not None else "—")
-                     + f" | {r['accuracy']:.4f}, {seeds} | "
-                     + (f"{r['drop']:+.2%}" if r["drop"] is not None else "—") + " |")
+        cells = {"task": TASKS.get(r["task"], r["task"]),
+                 "heads, neurons removed": f"{int(r['pattern'][2:])}% ({method(r['tool'])})",
+                 "params": f"{r['params'] / 1e6:.1f}M",
+                 "FLOPs": f"/{r['flop_ratio']:.2f}" if r["flop_ratio"] else "—",
+                 **{title: f"{r['speedup'][b]:.2f}x" if b in r["speedup"] else "not timed"
+                    for b, title in BACKENDS.items()},
+                 "dense": f"{r['dense']:.4f}" if r["dense"] is not None else "—",
+                 "compacted": f"{r['accuracy']:.4f}, {len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}",
+                 "vs dense": f"{r['drop']:+.2%}" if r["drop"] is not None else "—"}
+        lines.append("| " + " | ".join(cells[h] for h in head) + " |")
     return lines
 
 
@@ -162,7 +168,7 @@ def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, b
 
 
 def readme_block(records: list[dict], results_dir: Path) -> str:
-    return "\n".join([BEGIN, *curve_table(records, results_dir), END])
+    return "\n".join([BEGIN, *curve_table(records, results_dir, short=True), END])
 
 
 def section(records: list[dict], results_dir: Path) -> list[str]:

@@ -539,7 +539,8 @@ def methods_table(records: list[dict], task: str) -> list[str]:
                 continue
             d = metric(dense.get(seed), "accuracy")
             if not lines:
-                lines = ["| Pattern | Seed | lr / w | Method | Accuracy | Relative drop vs dense |", "|---|---|---|---|---|---|"]
+                lines = ["| Pattern | Seed | lr / w | Method | Accuracy | Relative drop vs dense |",
+                         "|---|---|---|---|---|---|"]
             for tool in [t for t in ("prunecli", "prunecli-plain") if t in tools] + variants:
                 acc = metric(tools[tool], "accuracy")
                 base, *methods = tool.split("+")

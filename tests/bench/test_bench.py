@@ -304,6 +304,40 @@ def test_methods_table_shows_each_method_against_plain_and_dense():
     assert render_results.methods_table(recs[:2], "mrpc") == []
 
 
+def test_curve_pairs_each_compacted_run_with_its_dense_model_and_measured_speed(tmp_path):
+    import json
+
+    from bench import render_compact
+
+    dense = _record("dense", "prunecli", "dense", 42, 0.80)
+    runs = [_record("prune", tool, pattern, 42, acc) for tool, pattern, acc in
+            (("prunecli", "hn55", 0.81), ("prunecli+kd", "hn70", 0.76), ("prunecli", "hn33", 0.79))]
+    for r, params in zip(runs, (16.8e6, 14.0e6, 19.0e6), strict=True):
+        r["compact"] = {"path": f"bench/work/{r['pattern']}/compact", "params_after": params}
+    timed = runs[:2]  # hn33 was not timed
+    models = [{"encoder_flops_per_example": 100.0, "cases": {"b32 s128": {"pytorch": {"speedup": 1.0}}}}] + [
+        {"encoder_flops_per_example": flops, "cases": {"b32 s128": {"pytorch": {"speedup": speed},
+                                                                     "onnxruntime": {"speedup": speed - 0.1}}}}
+        for flops, speed in ((50.0, 2.1), (33.0, 3.2))]
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / render_compact.CURVE_FILE).write_text(json.dumps({"tasks": {"mrpc": {
+        "labels": ["dense"] + [render_compact.curve_label(r) for r in timed], "benchmark": {"models": models}}}}))
+    records = [dense, *runs]
+    rows = {r["pattern"]: r for r in render_compact.curve_rows(records, tmp_path)}
+    assert rows["hn55"]["flop_ratio"] == 2.0 and rows["hn55"]["speedup"] == {"pytorch": 2.1, "onnxruntime": 2.0}
+    assert round(rows["hn55"]["drop"], 4) == 0.0125 and rows["hn33"]["speedup"] == {}
+    full = render_compact.curve_table(records, tmp_path)
+    assert "| MRPC | 55% (hidden MSE) | 16.8M | /2.00 | 2.10x | 2.00x | 0.8000 | 0.8100, 1 seed | +1.25% |" in full
+    assert "| MRPC | 33% (hidden MSE) | 19.0M | — | not timed | not timed | 0.8000 | 0.7900, 1 seed | -1.25% |" in full
+    short = render_compact.curve_table(records, tmp_path, short=True)
+    assert short[0] == "| task | heads, neurons removed | params | PyTorch | ONNX Runtime | compacted | vs dense |"
+    assert "| MRPC | 70% (logit KD) | 14.0M | 3.20x | 3.10x | 0.7600, 1 seed | -5.00% |" in short
+    (goal,) = [g for g in render_compact.goal_lines(records, tmp_path) if g[0].startswith("MRPC")]
+    assert goal[1:] == ("2.10x at +1.25% (1 seed)", True)  # the best run at >= 2x
+    assert render_compact.curve_table([dense], tmp_path) == [
+        "Not measured yet: `run_glue_bench.py --patterns hn33,hn55,hn70`, then `bench_compact.py --curve`."]
+
+
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
         path = tmp_path / record["profile"] / "mrpc" / f"{i}.json"
