@@ -567,6 +567,8 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
         lines += [f"> {note}", ""]
     for (_, task), recs in sorted(_group(records).items(), key=lambda kv: list(TASK_TITLES).index(kv[0][1])):
         lines += [f"### {TASK_TITLES.get(task, task)}", "", settings_line(recs), ""]
+        every = recs  # the compacted runs have their own section (render_compact); their commands stay below
+        recs = [r for r in recs if not r.get("compact")]
         ref = reference_table(recs, task)
         if ref:
             lines += [f"prunecli, all-MiniLM-L6-v2 (the reference table used BERT-mini and DistilBERT). "
@@ -597,7 +599,7 @@ def profile_section(profile: str, records: list[dict]) -> list[str]:
         cost = cost_table(recs)
         if cost:
             lines += ["#### Cost figures", "", *cost]
-        lines += commands_block(recs)
+        lines += commands_block(every)
     return lines
 
 
