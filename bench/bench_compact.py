@@ -108,16 +108,20 @@ def _benchmark(folders: list[str], out: Path, min_time: float, threads: int | No
     return cmd, json.loads(out.read_text())
 
 
-def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH) -> int:
+def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH,
+          tasks: list[str] | None = None) -> int:
     """Time every compacted model of a GLUE profile against its task's dense model (seed 42's, else the first
-    seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json."""
+    seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json.
+    With `tasks`, only those are timed again; the other tasks' timings in the file are kept."""
     sys.path.insert(0, str(BENCH))
     from render_compact import CURVE_FILE, curve_label
 
     results = root / "results" / profile
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
     record: dict = {"command": f".venv/bin/python bench/bench_compact.py --curve {profile}", "tasks": {}}
-    for task in sorted({r["task"] for r in records if r.get("compact")}):
+    if tasks and (results / CURVE_FILE).exists():
+        record["tasks"] = json.loads((results / CURVE_FILE).read_text())["tasks"]
+    for task in sorted({r["task"] for r in records if r.get("compact")} & set(tasks or [r["task"] for r in records])):
         runs = [r for r in records if r["task"] == task and r.get("compact") and r.get("metrics")]
         seeds = sorted({r["seed"] for r in runs})
         dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
@@ -145,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--curve", metavar="PROFILE", default=None,
                         help="instead: time the compacted models of a GLUE profile (e.g. full) against the dense")
     parser.add_argument("--root", default=str(BENCH), help="--curve: the folder holding results/ and work/")
+    parser.add_argument("--tasks", default=None, help="--curve: time only these tasks (comma-separated) again")
     args = parser.parse_args(argv)
     if args.curve:
-        return curve(args.curve, args.min_time, args.threads, Path(args.root))
+        return curve(args.curve, args.min_time, args.threads, Path(args.root),
+                     args.tasks.split(",") if args.tasks else None)
     built = build(Path(args.work))
     folders = [built["dense"]["path"]] + [built[name]["compacted"] for name in VARIANTS]
     load_before = os.getloadavg()
