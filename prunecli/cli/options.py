@@ -147,6 +147,8 @@ Decay = Annotated[str | None, _opt("sparsity_decay_type", "exp (default), cos, l
 Frequency = Annotated[
     int | None, _opt("pruning_frequency", "Optimizer steps between pruning events (-1: about 40 events).", PRUNE)
 ]
+DoPrune = Annotated[bool, _opt("do_prune", "Accepted and ignored (the reference script needed it).", PRUNE)]
+DryRun = Annotated[bool, _opt("dry_run", "Print which layers each group prunes, then exit.", PRUNE)]
 WarmEpochs = Annotated[float, _opt("sparsity_warm_epochs", "Dense epochs before pruning starts.", PRUNE)]
 CoolEpochs = Annotated[float, _opt("cooldown_epochs", "Epochs with fixed masks after pruning ends.", PRUNE)]
 CooldownLR = Annotated[
@@ -157,8 +159,6 @@ LRRewind = Annotated[
     float | None, _opt("lr_rewind_ratio", "Between pruning events the learning rate falls linearly to this share "
                        "of its scheduled value and is rewound at each event (oBERT: 0.1). Default: off.", PRUNE)
 ]
-DoPrune = Annotated[bool, _opt("do_prune", "Accepted and ignored (the reference script needed it).", PRUNE)]
-DryRun = Annotated[bool, _opt("dry_run", "Print which layers each group prunes, then exit.", PRUNE)]
 Compact = Annotated[
     bool, _opt("compact", "After training, remove the pruned heads and neurons: a smaller, faster copy of the "
                "model in OUTPUT_DIR/compact (see prunecli compact).", PRUNE)

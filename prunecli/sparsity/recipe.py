@@ -147,11 +147,11 @@ class GroupSettings(BaseModel):
     )
     pruning_type: Annotated[str, Field(strict=True), AfterValidator(_pruning_type)] = Field(
         "snip_momentum",
+        json_schema_extra={"examples": ["snip_momentum", "snip_momentum_progressive", "magnitude", "pattern_lock"]},
         description="Score: snip_momentum (0.9 * score + |W*G| every optimizer step), snip |W*G|, magnitude |W|, "
         "gradient |G|, or a criterion registered with prunecli.sparsity.criteria.register_criterion; a "
         "_progressive suffix prunes each event's new units over 4 stages; pattern_lock keeps the zeros present "
         "at the start and prunes nothing new.",
-        json_schema_extra={"examples": ["snip_momentum", "snip_momentum_progressive", "magnitude", "pattern_lock"]},
     )
     pruning_scope: Literal["global", "local"] = Field(
         "global", description="global: one threshold across the group's layers; local: every layer gets the target."
