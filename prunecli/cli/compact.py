@@ -86,13 +86,7 @@ def _check_output(output_dir: str, overwrite: bool, checkpoint: str) -> Path:
     target = Path(output_dir).absolute()
     if target == Path(checkpoint).absolute():
         raise UserError("--output_dir is the checkpoint itself; the compacted model goes to a new folder.")
-    try:
-        checked = ckpt.check_output_dir(output_dir, overwrite, None)
-    except UserError as err:
-        if "not empty" not in err.message:
-            raise
-        raise UserError(err.message, hint="pass --overwrite_output_dir to replace it, or choose another folder."
-                        ) from None
+    checked = ckpt.check_output_dir(output_dir, overwrite, None, resumable=False)
     assert checked is not None
     return checked
 

@@ -319,8 +319,10 @@ def load_torch_state(path: Path) -> Any:
 # ---- output folders -----------------------------------------------------------------------------------
 
 
-def check_output_dir(output_dir: str | None, overwrite: bool, resume: str | None) -> Path | None:
-    """Refuse a non-empty output folder unless --overwrite_output_dir, or a resume that continues in it."""
+def check_output_dir(output_dir: str | None, overwrite: bool, resume: str | None, *,
+                     resumable: bool = True) -> Path | None:
+    """Refuse a non-empty output folder unless --overwrite_output_dir, or a resume that continues in it
+    (`resumable=False`: a command that writes its folder in one go, whose hint offers no resume)."""
     if not output_dir:
         return None
     path = Path(output_dir).absolute()
@@ -335,6 +337,9 @@ def check_output_dir(output_dir: str | None, overwrite: bool, resume: str | None
         resume_path = Path(resume).absolute()
         if resume_path.parent == path:
             return path
+    if not resumable:
+        raise CheckpointError(f"--output_dir {output_dir} is not empty.",
+                              hint="pass --overwrite_output_dir to replace it, or choose another folder.")
     raise CheckpointError(f"--output_dir {output_dir} is not empty.",
                           hint="pass --overwrite_output_dir to replace its checkpoint, choose another folder, or "
                                "--resume_from_checkpoint latest to continue the run saved there.")
