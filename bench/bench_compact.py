@@ -28,6 +28,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))  # its sibling render_compact
 
 MRPC = REPO.parent / "shared" / "glue" / "MRPC"
 DEV_EXAMPLES = 408
@@ -85,10 +86,12 @@ def build(work: Path) -> dict[str, dict]:
 
 def speed_follows_flops(result: dict) -> list[dict]:
     """Per compacted model and case/backend: measured speed-up, encoder-FLOP ratio and their quotient."""
+    from render_compact import flop_ratio
+
     dense = result["models"][0]
     rows = []
     for model in result["models"][1:]:
-        ratio = dense["encoder_flops_per_example"] / model["encoder_flops_per_example"]
+        ratio = flop_ratio(dense, model)
         for case, backends in model["cases"].items():
             for backend, figures in backends.items():
                 rows.append({"model": model["label"], "case": case, "backend": backend, "flop_ratio": ratio,
@@ -113,7 +116,6 @@ def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH
     """Time every compacted model of a GLUE profile against its task's dense model (seed 42's, else the first
     seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json.
     With `tasks`, only those are timed again; the other tasks' timings in the file are kept."""
-    sys.path.insert(0, str(BENCH))
     from render_compact import CURVE_FILE, curve_label
 
     results = root / "results" / profile

@@ -36,7 +36,8 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def _flop_ratio(dense: dict, model: dict) -> float:
+def flop_ratio(dense: dict, model: dict) -> float:
+    """The encoder-FLOP ratio of two models of one `prunecli benchmark` result (dense over compacted)."""
     return dense["encoder_flops_per_example"] / model["encoder_flops_per_example"]
 
 
@@ -49,7 +50,7 @@ def speed_rows(results_dir: Path) -> list[dict]:
     dense, rows = models[0], []
     for model, (name, facts) in zip(models[1:], [(n, v) for n, v in record["variants"].items() if n != "dense"],
                                     strict=True):
-        ratio = _flop_ratio(dense, model)
+        ratio = flop_ratio(dense, model)
         speed = {b: model["cases"][CASE][b]["speedup"] for b in BACKENDS if b in model["cases"][CASE]}
         rows.append({"name": name, "max_logit_difference": facts["max_logit_difference"],
                      "checked_on": facts["checked_on"], "params": model["params"], "dense_params": dense["params"],
@@ -105,7 +106,7 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
             if model is None:
                 continue
             base = speed["tasks"][task]["benchmark"]["models"][0]
-            ratios.append(_flop_ratio(base, model))
+            ratios.append(flop_ratio(base, model))
             for b in BACKENDS:
                 figures = model["cases"].get(CASE, {}).get(b)
                 if figures:
@@ -154,8 +155,9 @@ def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, b
         floor = min(s / r["flop_ratio"] for r in rows for s in r["speedup"].values())
         goals.append((f"speed-up >= {FLOOR} x encoder-FLOP ratio at batch 32 x 128 (PyTorch, ONNX Runtime)",
                       f"lowest {floor:.2f}", floor >= FLOOR))
+    rows_of_curve = curve_rows(records, results_dir)
     for task in TASKS:
-        curve = [r for r in curve_rows(records, results_dir) if r["task"] == task and r["drop"] is not None]
+        curve = [r for r in rows_of_curve if r["task"] == task and r["drop"] is not None]
         if not curve:
             continue
         title = f"{TASKS[task]}: compacted at >= {SPEED_GOAL:g}x (PyTorch, b32 x 128) within 1% of dense"
