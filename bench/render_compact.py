@@ -195,12 +195,3 @@ def section(records: list[dict], results_dir: Path) -> list[str]:
         per_seed = ", ".join(f"s{s} {a:.4f}" for s, a in sorted(r["per_seed"].items()))
         lines.append(f"- {TASKS.get(r['task'], r['task'])} {r['pattern']} ({r['tool']}): {per_seed}")
     return lines + [""]
-
-
-def update_readme(readme: Path, records: list[dict], results_dir: Path) -> bool:
-    text = readme.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        return False
-    start, stop = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_block(records, results_dir) + text[stop:], encoding="utf-8")
-    return True

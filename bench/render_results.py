@@ -683,9 +683,16 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
     records = load_results(results_dir)
     text = render_markdown(records, results_dir)
     Path(output).write_text(text, encoding="utf-8")
-    if readme is not None:
-        summary.update_readme(Path(readme), records, Path(results_dir))
-        render_compact.update_readme(Path(readme), records, Path(results_dir))
+    if readme is not None:  # the README's generated blocks, in one read and one write
+        before = Path(readme).read_text(encoding="utf-8")
+        after = before
+        for begin, end, block in ((summary.BEGIN, summary.END, summary.readme_block(records)),
+                                  (summary.DEMO_BEGIN, summary.DEMO_END, summary.demo_block(Path(results_dir))),
+                                  (render_compact.BEGIN, render_compact.END,
+                                   render_compact.readme_block(records, Path(results_dir)))):
+            after = summary.replace_block(after, begin, end, block)
+        if after != before:
+            Path(readme).write_text(after, encoding="utf-8")
     return text
 
 

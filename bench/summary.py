@@ -2,7 +2,7 @@
 
 `goal_lines(records)` is the one-screen summary BENCHMARKS.md opens with (every goal, its measured
 value, its seed count); `results_table(records)` is the table README.md shows between its
-`<!-- results:begin -->` and `<!-- results:end -->` markers (`update_readme` rewrites that block, and a
+`<!-- results:begin -->` and `<!-- results:end -->` markers (`replace_block` rewrites that block, and a
 test checks that the README holds exactly what this renders). Only measured numbers appear.
 """
 
@@ -193,19 +193,9 @@ def demo_block(results_dir: Path) -> str:
     return "\n".join([*lines, DEMO_END])
 
 
-def _replace_block(text: str, begin: str, end: str, block: str) -> str:
+def replace_block(text: str, begin: str, end: str, block: str) -> str:
+    """`text` with what lies between the markers `begin` and `end` (inclusive) replaced by `block`; unchanged
+    when a marker is missing."""
     if begin not in text or end not in text:
         return text
     return text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-
-
-def update_readme(readme: Path, records: list[dict], results_dir: Path | None = None) -> bool:
-    """Rewrite the results (and demo) blocks of README.md in place; False when the README has no markers."""
-    text = readme.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        return False
-    text = _replace_block(text, BEGIN, END, readme_block(records))
-    if results_dir is not None:
-        text = _replace_block(text, DEMO_BEGIN, DEMO_END, demo_block(results_dir))
-    readme.write_text(text, encoding="utf-8")
-    return True
