@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prunecli.pruner import Pruner  # noqa: E402
+from prunecli.sparsity.pruner import Pruner  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pruner_overhead.json"
 

@@ -176,7 +176,8 @@ def _tokenize_prunecli(folder: Path, task: str, model_dir: str, max_length: int)
     from transformers import AutoConfig, AutoTokenizer
 
     from prunecli.config import DataConfig
-    from prunecli.data import load_task_data, tokenize_task_data
+    from prunecli.data.sources import load_task_data
+    from prunecli.data.tokenize import tokenize_task_data
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     cfg = DataConfig(task_name=task, data_dir=str(folder), max_length=max_length)

@@ -472,3 +472,22 @@ def test_holdout_selection_needs_every_cell_and_picks_the_best_mean():
     assert "**0.0001 / 2**" in line and "3e-04" not in line and "0.0003" not in line
     assert "0.0001 / 2: 0.7450, 5e-05 / 2: 0.7400" in line and "0.0027" in line
     assert render_results.selection([]) == []
+
+
+def test_every_prunecli_import_of_the_bench_scripts_resolves():
+    """The bench scripts import prunecli inside functions too; a module moved in the library must not leave a
+    script that fails only when someone runs it."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    broken = []
+    for script in sorted((Path(__file__).resolve().parents[2] / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "prunecli":
+                module = importlib.import_module(node.module) if importlib.util.find_spec(node.module) else None
+                for alias in node.names:
+                    if module is None or not (hasattr(module, alias.name) or
+                                              importlib.util.find_spec(f"{node.module}.{alias.name}")):
+                        broken.append(f"{script.name}:{node.lineno} from {node.module} import {alias.name}")
+    assert not broken
