@@ -337,9 +337,7 @@ def check_output_dir(output_dir: str | None, overwrite: bool, resume: str | None
         resume_path = Path(resume).absolute()
         if resume_path.parent == path:
             return path
-    if not resumable:
-        raise CheckpointError(f"--output_dir {output_dir} is not empty.",
-                              hint="pass --overwrite_output_dir to replace it, or choose another folder.")
-    raise CheckpointError(f"--output_dir {output_dir} is not empty.",
-                          hint="pass --overwrite_output_dir to replace its checkpoint, choose another folder, or "
-                               "--resume_from_checkpoint latest to continue the run saved there.")
+    hint = ("pass --overwrite_output_dir to replace its checkpoint, choose another folder, or "
+            "--resume_from_checkpoint latest to continue the run saved there." if resumable else
+            "pass --overwrite_output_dir to replace it, or choose another folder.")
+    raise CheckpointError(f"--output_dir {output_dir} is not empty.", hint=hint)
