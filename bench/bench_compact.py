@@ -121,18 +121,32 @@ def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH
     results = root / "results" / profile
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
     record: dict = {"command": f".venv/bin/python bench/bench_compact.py --curve {profile}", "tasks": {}}
-    if tasks and (results / CURVE_FILE).exists():
-        record["tasks"] = json.loads((results / CURVE_FILE).read_text())["tasks"]
+    earlier_tasks = json.loads((results / CURVE_FILE).read_text())["tasks"] if (results / CURVE_FILE).exists() else {}
+    if tasks:
+        record["tasks"] = dict(earlier_tasks)
     for task in sorted({r["task"] for r in records if r.get("compact")} & set(tasks or [r["task"] for r in records])):
         runs = [r for r in records if r["task"] == task and r.get("compact") and r.get("metrics")]
-        seeds = sorted({r["seed"] for r in runs})
+        earlier = earlier_tasks.get(task)
+        # A model whose folder is gone (a fresh checkout keeps results, not checkpoints) keeps its earlier
+        # timing: each speed-up is against the dense model timed in the same run as it.
+        kept = {label: model for label, model in zip(earlier["labels"][1:], earlier["benchmark"]["models"][1:],
+                                                     strict=True)} if earlier else {}
+        present = [r for r in runs if (root.parent / r["compact"]["path"]).is_dir()]
+        missing = [curve_label(r) for r in runs if r not in present and curve_label(r) not in kept]
+        if missing:
+            raise SystemExit(f"{task}: compacted models {missing} are neither on disk nor timed earlier")
+        seeds = sorted({r["seed"] for r in present}) or [42]
         dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
-        folders = [str(dense)] + [str(root.parent / r["compact"]["path"]) for r in runs]
+        folders = [str(dense)] + [str(root.parent / r["compact"]["path"]) for r in present]
         load_before = os.getloadavg()
         cmd, result = _benchmark(folders, root / "work" / f"curve-{profile}-{task}.json", min_time, threads,
                                  "--sequence_length", "128")
-        record["tasks"][task] = {"labels": ["dense"] + [curve_label(r) for r in runs], "benchmark_command":
-                                 shlex.join(cmd), "loadavg_before": load_before, "benchmark": result}
+        labels = ["dense"] + [curve_label(r) for r in present]
+        carried = [label for label in kept if label not in labels and label in {curve_label(r) for r in runs}]
+        result["models"] += [kept[label] for label in carried]
+        record["tasks"][task] = {"labels": labels + carried, "benchmark_command": shlex.join(cmd),
+                                 "loadavg_before": load_before, "benchmark": result,
+                                 **({"timed_in_an_earlier_run": carried} if carried else {})}
         for label, model in zip(record["tasks"][task]["labels"], result["models"], strict=True):
             print(task, label, {b: round(v["speedup"], 2) for b, v in model["cases"][CASE].items()})
     (results / CURVE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ schema and the BENCHMARKS.md renderer. Nothing here installs INC, trains, or rea
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -337,6 +338,41 @@ def test_curve_pairs_each_compacted_run_with_its_dense_model_and_measured_speed(
     assert render_compact.curve_table([dense], tmp_path) == [
         "Not measured yet: `run_glue_bench.py --patterns hn33,hn55,hn70`, then `bench_compact.py --curve`."]
 
+
+
+def test_curve_keeps_earlier_timings_of_models_no_longer_on_disk(tmp_path, monkeypatch):
+    """A fresh checkout has the result JSONs but not the checkpoints: timing the curve again times the models
+    on disk and carries the others' earlier speed-ups (each measured against the dense model of its run)."""
+    from bench import bench_compact, render_compact
+
+    root = tmp_path / "bench"
+    runs = [_record("prune", "prunecli", "hn70", seed, 0.8) for seed in (42, 43)]
+    for r in runs:
+        r["compact"] = {"path": f"bench/work/runs/full/mrpc/s{r['seed']}/hn70/compact", "params_after": 15e6}
+    (root / "results" / "full" / "mrpc").mkdir(parents=True)
+    for r in [_record("dense", "prunecli", "dense", 42, 0.81), *runs]:
+        (root / "results" / "full" / "mrpc" / f"{r['pattern']}-{r['seed']}.json").write_text(json.dumps(r))
+    (tmp_path / runs[1]["compact"]["path"]).mkdir(parents=True)  # only seed 43's model is on disk
+    old = {"cases": {"b32 s128": {"pytorch": {"speedup": 2.9}}}, "tag": "earlier"}
+    (root / "results" / "full" / render_compact.CURVE_FILE).write_text(json.dumps({"tasks": {"mrpc": {
+        "labels": ["dense", render_compact.curve_label(runs[0])], "benchmark": {"models": [{}, old]}}}}))
+    timed: list[list[str]] = []
+
+    def fake_benchmark(folders, out, *args):
+        timed.append(folders)
+        return ["prunecli", "benchmark"], {"models": [{"tag": f"now {Path(f).parent.parent.name}", "cases": {
+            "b32 s128": {"pytorch": {"speedup": 1.0}}}} for f in folders]}
+
+    monkeypatch.setattr(bench_compact, "_benchmark", fake_benchmark)
+    assert bench_compact.curve("full", 1.0, None, root, tasks=["mrpc"]) == 0
+    assert [Path(f).parent.parent.name for f in timed[0][1:]] == ["s43"]  # the missing model is not re-timed
+    task = json.loads((root / "results" / "full" / render_compact.CURVE_FILE).read_text())["tasks"]["mrpc"]
+    assert task["labels"] == ["dense", "mrpc-hn70-prunecli-s43", "mrpc-hn70-prunecli-s42"]
+    assert [m["tag"] for m in task["benchmark"]["models"]] == ["now mrpc", "now s43", "earlier"]
+    assert task["timed_in_an_earlier_run"] == ["mrpc-hn70-prunecli-s42"]
+    (root / "results" / "full" / render_compact.CURVE_FILE).unlink()  # nothing earlier: a missing model is an error
+    with pytest.raises(SystemExit, match="neither on disk nor timed earlier"):
+        bench_compact.curve("full", 1.0, None, root, tasks=["mrpc"])
 
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
