@@ -11,6 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Choices of the training-method options (also the values a recipe's `training` block accepts).
+DISTILL_TYPES = ("hidden_mse", "logits_kl")
+HIDDEN_LAYERS = ("last", "all")
+COOLDOWN_LR_DECAYS = ("none", "linear", "cosine")
+
 #: `prunecli evaluate`'s default batch size: no gradients are kept, so batches can be larger than in training.
 EVALUATE_BATCH_SIZE = 32
 

@@ -64,6 +64,14 @@ def run_config(options: dict[str, Any]):
     return split_options({k: v for k, v in options.items() if k not in IGNORED})
 
 
+def explicit_options(ctx: typer.Context, options: dict[str, Any]) -> frozenset[str]:
+    """The names among `options` that the user set (on the command line or through the environment), not
+    left at their defaults: a recipe's `training` block fills only the others."""
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    sources = {name: ctx.get_parameter_source(name) for name in options}
+    return frozenset(name for name, source in sources.items() if source is not None and source.name in given)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         from prunecli import __version__

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import typer
+
 from prunecli.cli.options import (
     DATA_OPTIONS,
     DISTILL_OPTIONS,
@@ -23,7 +25,7 @@ from prunecli.cli.options import (
     WithTracking,
     with_options,
 )
-from prunecli.config import DistillConfig, PruneConfig, RunConfig
+from prunecli.config import PruneConfig, RunConfig
 from prunecli.errors import UserError
 
 NAME = "prune"
@@ -31,11 +33,11 @@ NAME = "prune"
 
 @with_options(PRUNING_OPTIONS, DISTILL_OPTIONS, DATA_OPTIONS, TRAINING_OPTIONS, OUTPUT_OPTIONS,
               {"do_prune": DoPrune, "with_tracking": WithTracking})
-def command(model_name_or_path: ModelPath, **options: Any) -> None:
+def command(ctx: typer.Context, model_name_or_path: ModelPath, **options: Any) -> None:
     """Train a sparse model from a dense fine-tuned one (snip-momentum, NxM / N:M / channel, distillation)."""
-    from prunecli.cli.app import run_config
+    from prunecli.cli.app import explicit_options, run_config
 
-    run(run_config({"model_name_or_path": model_name_or_path, **options}))
+    run(run_config({"model_name_or_path": model_name_or_path, **options}), explicit=explicit_options(ctx, options))
 
 
 def pruning_steps(prune: PruneConfig, *, update_steps_per_epoch: int, num_train_epochs: float) -> dict[str, int]:
@@ -72,8 +74,11 @@ def build_recipe(prune: PruneConfig, steps: dict[str, int]):
     return recipe.with_steps(steps, pruning_frequency=prune.pruning_frequency).with_globals(**explicit)
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
-    """Run `prunecli prune`. Returns the training results plus the sparsity report."""
+def run(cfg: RunConfig, *, explicit: frozenset[str] | None = None) -> dict[str, Any]:
+    """Run `prunecli prune`. Returns the training results plus the sparsity report.
+
+    `explicit`: the options given on the command line, which win over the recipe's `training` block (None: those
+    that differ from their defaults)."""
     from rich.console import Console
 
     from prunecli.cli.tables import plan_table
@@ -81,14 +86,15 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     from prunecli.report.card import model_card
     from prunecli.report.render import render_report
     from prunecli.sparsity.pruner import Pruner
+    from prunecli.sparsity.recipe_training import apply_training
     from prunecli.training.models import load_model_and_tokenizer, prepare_training
     from prunecli.training.setup import pruning_lr_factor
     from prunecli.training.trainer import Trainer
 
-    prune = cfg.prune or PruneConfig()
-    distill = cfg.distill or DistillConfig()
     # Validate the recipe and pruning options first: a typo should cost a second, not a model load.
-    build_recipe(prune, {"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": 1})
+    checked = build_recipe(cfg.prune or PruneConfig(), {"start_step": 0, "end_step": 2**31 - 1, "pruning_frequency": 1})
+    cfg, from_recipe = apply_training(cfg, checked.training, explicit)
+    prune, distill = cfg.prune, cfg.distill
     pruning_lr_factor([0], 1, cooldown_decay=prune.cooldown_lr_decay, rewind_ratio=prune.lr_rewind_ratio)
     model, tokenizer, data, tokenized = prepare_training(cfg, check_output=not prune.dry_run)
     adam_beta2 = 0.9 if cfg.train.adam_beta2 is None else cfg.train.adam_beta2  # the reference example's betas
@@ -104,6 +110,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     is_main = trainer.accelerator.is_main_process
     if is_main:
         console.print(plan_table(pruner.plan(), list(pruner.excluded_heads)))
+        if from_recipe:
+            listed = ", ".join(f"--{key} {value}" for key, value in from_recipe.items())
+            console.print(f"From the recipe's training block: {listed}", highlight=False, soft_wrap=True)
         console.print(
             f"{trainer.update_steps_per_epoch} optimizer steps per epoch, {trainer.max_train_steps} in all "
             f"({epochs} epochs)."
@@ -133,6 +142,9 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     results = trainer.fit()
 
     resolved = pruner.resolved_recipe()
+    if recipe.training is not None:  # the method as it ran, so the saved recipe reruns it
+        resolved["training"] = {key: getattr(distill if key.startswith("distill_") else prune, key)
+                                for key in recipe.training.to_dict()}
     resolved["computed_from_epochs"] = {
         "update_steps_per_epoch": trainer.update_steps_per_epoch,
         "num_train_epochs": epochs,

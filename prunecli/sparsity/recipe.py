@@ -36,6 +36,7 @@ from pydantic import (
 from prunecli.errors import RecipeError
 from prunecli.sparsity.patterns import NMPattern, PatternError, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe_errors import ChoiceError, recipe_error
+from prunecli.sparsity.recipe_training import TRAINING_KEYS, TrainingSettings
 
 OP_TYPES = ("Linear", "Conv1D")
 PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1|head|neuron)\s*$"
@@ -247,6 +248,10 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
         None, description="Written by prunecli in prune_recipe.json: the heads or neurons each block of a head "
         "or neuron group lost; ignored on input."
     )
+    training: TrainingSettings | None = Field(
+        None, description="The training method the recipe was made with: `prunecli prune` options (distillation, "
+        "learning-rate shape) whose defaults it sets; an option given on the command line wins."
+    )
     _source: str | None = PrivateAttr(default=None)
 
     @property
@@ -363,7 +368,8 @@ class ResolvedGroup(GroupSettings):
 
 def _error(err: ValidationError, source: str | None) -> RecipeError:
     keys = {model: [f.alias or name for name, f in model.model_fields.items()] for model in (PruningGroup, Recipe)}
-    return recipe_error(err, source, group_keys=keys[PruningGroup], recipe_keys=keys[Recipe])
+    return recipe_error(err, source, group_keys=keys[PruningGroup], recipe_keys=keys[Recipe],
+                        block_keys={"training": list(TRAINING_KEYS)})
 
 
 def _check_group(settings: GroupSettings, origin: dict[str, str], source: str | None, *,

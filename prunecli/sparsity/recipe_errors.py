@@ -35,8 +35,10 @@ def _json_path(loc: tuple[Any, ...]) -> str:
 
 
 def recipe_error(err: ValidationError, source: str | None, *, group_keys: list[str],
-                 recipe_keys: list[str]) -> RecipeError:
-    """The first validation error as a RecipeError, with a did-you-mean hint where one helps."""
+                 recipe_keys: list[str], block_keys: dict[str, list[str]] | None = None) -> RecipeError:
+    """The first validation error as a RecipeError, with a did-you-mean hint where one helps.
+
+    `block_keys`: the keys of a top-level object that is not a group (the recipe's `training` block)."""
     e = err.errors(include_url=False)[0]
     loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     path = _json_path(loc)
@@ -44,7 +46,8 @@ def recipe_error(err: ValidationError, source: str | None, *, group_keys: list[s
     more = f" ({len(err.errors()) - 1} more problem(s) after this one)" if len(err.errors()) > 1 else ""
     if e["type"] == "extra_forbidden":
         in_group = len(loc) >= 3 and loc[0] == "pruning_configs"
-        valid = group_keys if in_group else recipe_keys
+        in_block = len(loc) >= 2 and loc[0] in (block_keys or {})
+        valid = group_keys if in_group else (block_keys or {})[loc[0]] if in_block else recipe_keys
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
         listed = ", ".join(k for k in valid if k != "$schema")
         hint = f"Did you mean `{close[0]}`?" if close else f"Valid keys: {listed}"

@@ -27,11 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from prunecli.config import DistillConfig
+from prunecli.config import DISTILL_TYPES, HIDDEN_LAYERS, DistillConfig
 from prunecli.errors import UserError
-
-DISTILL_TYPES = ("hidden_mse", "logits_kl")
-HIDDEN_LAYERS = ("last", "all")
 
 
 def masked_mse(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from prunecli.config import COOLDOWN_LR_DECAYS
 from prunecli.data.examples import EXAMPLE_ID
 from prunecli.errors import UserError
 from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler, example_lengths
@@ -277,9 +278,6 @@ def make_lr_scheduler(optimizer, name: str, *, num_warmup_steps: int, num_traini
         return scheduler
     base = list(scheduler.lr_lambdas)
     return LambdaLR(optimizer, [lambda k, f=f: f(k) * factor(k // n) for f in base])
-
-
-COOLDOWN_LR_DECAYS = ("none", "linear", "cosine")
 
 
 def pruning_lr_factor(event_steps: list[int], total_steps: int, *, cooldown_decay: str = "none",

@@ -247,10 +247,10 @@ def test_recipe_key_typo_names_the_key_and_suggests_the_right_one(workdir, tmp_p
 def test_every_shipped_recipe_runs_end_to_end(workdir):
     # compact.json keeps at least 2 heads and 128 neurons per layer (heads_neurons.json 64): a wider model
     make_tiny_bert(workdir / "wide", hidden_size=32, num_attention_heads=4, intermediate_size=256)
-    for recipe in sorted((REPO / "recipes").glob("*.json")):
+    for recipe in sorted((REPO / "recipes").rglob("*.json")):
         if recipe.name == "schema.json":
             continue
-        out = workdir / f"recipe_{recipe.stem}"
+        out = workdir / f"recipe_{recipe.parent.name}_{recipe.stem}"
         wide = recipe.name in ("compact.json", "heads_neurons.json")
         model = ["--model_name_or_path", str(workdir / "wide")] if wide else []
         _prune(workdir, out, "--recipe", str(recipe), "--num_train_epochs", "2", "--cooldown_epochs", "0", *model)
@@ -301,6 +301,48 @@ def test_cooldown_lr_decay_and_initial_sparsity_reach_the_run(workdir, tmp_path)
     first_event = log[steps_per_epoch - 1]  # the event after the warm-up epoch jumps to 0.5 at once
     assert first_event["sparsity"] == pytest.approx(0.5, abs=0.02)
     assert log[-1]["sparsity"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_recipe_training_block_sets_the_method_and_the_command_line_wins(workdir, tmp_path):
+    recipe = tmp_path / "method.json"
+    recipe.write_text(json.dumps({"target_sparsity": 0.5, "pattern": "2:4", "training": {
+        "distill_loss_weight": 2, "distill_type": "logits_kl", "distill_alpha": 0.25, "cooldown_lr_decay": "linear"}}))
+    out = workdir / "recipe_method"
+    result = _prune(workdir, out, "--recipe", str(recipe), "--learning_rate", "1e-4", "--seed", "3")
+    assert "From the recipe's training block: --distill_loss_weight 2.0, --distill_type logits_kl" in result.output
+    log = _log(out)
+    assert all(line["loss"] == pytest.approx(0.25 * 2 * line["distill_loss"] + 0.75 * line["label_loss"], rel=1e-4)
+               for line in log)
+    assert log[-1]["lr"] == 0.0 and log[0]["lr"] == pytest.approx(1e-4)  # the cool-down decay came from the recipe
+    saved = json.loads((out / "prune_recipe.json").read_text())["training"]
+    assert saved == {"distill_loss_weight": 2.0, "distill_type": "logits_kl", "distill_alpha": 0.25,
+                     "cooldown_lr_decay": "linear"}
+
+    # options given on the command line win, even when they name the built-in default
+    out = workdir / "recipe_method_cli"
+    result = _prune(workdir, out, "--recipe", str(recipe), "--learning_rate", "1e-4", "--seed", "3",
+                    "--distill_alpha", "1", "--cooldown_lr_decay", "none")
+    assert "--distill_alpha" not in result.output and "--cooldown_lr_decay" not in result.output
+    log = _log(out)
+    assert all(line["loss"] == pytest.approx(2 * line["distill_loss"], rel=1e-4) for line in log)
+    assert log[-1]["lr"] == pytest.approx(1e-4)
+    saved = json.loads((out / "prune_recipe.json").read_text())["training"]
+    assert saved["distill_alpha"] == 1.0 and saved["cooldown_lr_decay"] == "none"
+
+
+@pytest.mark.parametrize(("training", "message"), [
+    ({"distill_tpye": "logits_kl"}, ["training.distill_tpye", "distill_type"]),
+    ({"learning_rate": 1e-4}, ["training.learning_rate", "distill_loss_weight", "lr_rewind_ratio"]),
+    ({"distill_type": "kl"}, ["training.distill_type", "logits_kl"]),
+    ({"lr_rewind_ratio": 2}, ["training.lr_rewind_ratio", "less than or equal to 1"]),
+], ids=["typo", "not-a-method-key", "bad-choice", "out-of-range"])
+def test_recipe_training_block_errors_name_the_key(workdir, tmp_path, training, message):
+    bad = tmp_path / "bad_training.json"
+    bad.write_text(json.dumps({"target_sparsity": 0.5, "training": training}))
+    result = runner.invoke(app, _args(workdir, workdir / "bad", "--recipe", str(bad)), env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert all(part in result.output for part in [str(bad.name), *message]), result.output
+    assert "Traceback" not in result.output and not (workdir / "bad").exists()
 
 
 def test_max_train_steps_inside_an_epoch_still_reaches_the_target(workdir):

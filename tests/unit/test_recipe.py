@@ -229,3 +229,45 @@ def test_demo_finds_the_committed_recipes_and_they_load():
     assert _recipes_dir() == RECIPES
     for name in ("mixed.json", "compact.json"):
         assert load_recipe(RECIPES / name).pruning_configs
+
+
+def test_training_block_fills_only_options_not_given():
+    from prunecli.config import DistillConfig, PruneConfig, RunConfig
+    from prunecli.sparsity.recipe_training import apply_training
+
+    recipe = Recipe.from_dict({"pattern": "4x1", "training": {"distill_type": "logits_kl", "distill_alpha": 1.0,
+                                                              "lr_rewind_ratio": 0.1}})
+    assert recipe.with_globals(target_sparsity=0.8).training == recipe.training  # survives the command line's merge
+    cfg = RunConfig(prune=PruneConfig(), distill=DistillConfig(distill_alpha=0.3))
+    # from Python: a value other than the default counts as given
+    new, applied = apply_training(cfg, recipe.training)
+    assert applied == {"distill_type": "logits_kl", "lr_rewind_ratio": 0.1}
+    assert (new.distill.distill_type, new.distill.distill_alpha, new.prune.lr_rewind_ratio) == ("logits_kl", 0.3, 0.1)
+    assert cfg.distill.distill_type == "hidden_mse"  # the input configuration is not changed
+    # from the command line: only the options the user set win, whatever their value
+    new, applied = apply_training(cfg, recipe.training, frozenset({"distill_type"}))
+    assert applied == {"distill_alpha": 1.0, "lr_rewind_ratio": 0.1} and new.distill.distill_type == "hidden_mse"
+    assert apply_training(cfg, None) == (cfg, {})
+
+
+def test_best_recipes_are_the_reference_recipe_plus_the_method_that_won():
+    """recipes/best/<task>_<pattern>.json: the reference recipe's pruning keys unchanged, with the training block of
+    the bench method measured best (bench/run_glue_bench.py METHODS; figures in bench/NOTES.md)."""
+    from bench.run_glue_bench import METHODS
+
+    winners = {"sst2_4x1.json": ("kd", {"distill_loss_weight": 2.0})}  # the reference's SST-2 weight
+    best = sorted(p.name for p in (RECIPES / "best").glob("*.json"))
+    assert best == sorted(winners)
+    for name, (method, extra) in winners.items():
+        data = json.loads((RECIPES / "best" / name).read_text())
+        reference = json.loads((RECIPES / name).read_text())
+        training = data.pop("training")
+        def pruning(recipe):
+            return {k: v for k, v in recipe.items() if k != "$schema"}
+
+        assert pruning(data) == pruning(reference)
+        flags = METHODS[method]
+        as_options = {flags[i].lstrip("-"): float(flags[i + 1]) if flags[i + 1][0].isdigit() else flags[i + 1]
+                      for i in range(0, len(flags), 2)}
+        assert training == {**as_options, **extra}
+        load_recipe(RECIPES / "best" / name)  # valid, $schema path included
