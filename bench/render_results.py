@@ -484,9 +484,15 @@ def _rel_results(path: str) -> str:
 
 def facts(records: list[dict]) -> list[str]:
     r = max(records, key=lambda x: x.get("recorded_at", ""))
-    m, v = r.get("machine") or {}, r.get("versions") or {}
-    lines = [f"- Machine: {m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB, "
-             f"{m.get('platform', '?')} (shared with other work while measuring: see `loadavg_*` in the JSONs)"]
+    v = r.get("versions") or {}
+    machines: dict[str, int] = {}  # the results were taken on more than one machine over the sessions
+    for record in sorted(records, key=lambda x: x.get("recorded_at", "")):
+        m = record.get("machine") or {}
+        name = f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB"
+        machines[name] = machines.get(name, 0) + 1
+    listed = "; ".join(f"{name} ({count} result(s))" for name, count in machines.items())
+    lines = [f"- Machine{'s' if len(machines) > 1 else ''}: {listed}; every comparison is within one run, on one "
+             "machine (shared with other work while measuring: see `loadavg_*` and `machine` in the JSONs)"]
     if v.get("prunecli_env"):
         e = v["prunecli_env"]
         lines.append(f"- prunecli environment: prunecli {e.get('prunecli')} ({e.get('git', '?')}), torch "
