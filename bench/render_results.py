@@ -532,31 +532,53 @@ METHOD_TITLES = {"kd": "logit KD (whole loss, T 2)", "kdhid": "logit KD + every 
                  "init70": "70% at the first event"}
 
 
+def _method_label(tool: str) -> str:
+    base, *methods = tool.split("+")
+    label = " + ".join(METHOD_TITLES.get(m, m) for m in methods) or "none (the default)"
+    return label if base == "prunecli" else f"{label} ({base})"
+
+
 def methods_table(records: list[dict], task: str) -> list[str]:
     """Training methods screened on one (pattern, hyperparameters): prunecli with each `+METHOD` set beside the
-    plain prunecli run and the dense model of the same seed; accuracy and relative drop per seed."""
+    plain prunecli run and the dense model of the same seed; accuracy and change against dense per seed, then
+    each method's mean over its seeds beside the default's mean over the same seeds."""
     runs = _prune_runs_by_case(records)
     dense = {r["seed"]: r for r in records if r["kind"] == "dense" and metric(r, "accuracy") is not None}
     lines: list[str] = []
+    means: list[str] = []
     for (pattern, hyper), seeds in runs:
+        per_tool: dict[str, dict[int, float]] = {}
         for seed, tools in sorted(seeds.items()):
             variants = sorted((t for t in tools if "+" in t), key=lambda t: (t.count("+"), t))
             if not variants:
                 continue
             d = metric(dense.get(seed), "accuracy")
             if not lines:
-                lines = ["| Pattern | Seed | lr / w | Method | Accuracy | Relative drop vs dense |",
+                lines = ["| Pattern | Seed | lr / w | Method | Accuracy | Change vs dense |",
                          "|---|---|---|---|---|---|"]
             for tool in [t for t in ("prunecli", "prunecli-plain") if t in tools] + variants:
                 acc = metric(tools[tool], "accuracy")
-                base, *methods = tool.split("+")
-                label = " + ".join(METHOD_TITLES.get(m, m) for m in methods) or "none (the default)"
-                if base != "prunecli":
-                    label = f"{label} ({base})"
-                drop = pct((d - acc) / d) if d and acc is not None else "—"
-                lines.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {seed} | {hyper} | {label} | {f4(acc)} | "
-                             f"{drop} |")
-    return lines
+                if acc is not None:
+                    per_tool.setdefault(tool, {})[seed] = acc
+                change = pct((acc - d) / d) if d and acc is not None else "—"
+                lines.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {seed} | {hyper} | {_method_label(tool)} | "
+                             f"{f4(acc)} | {change} |")
+        default = per_tool.get("prunecli", {})
+        for tool, accs in sorted(per_tool.items(), key=lambda kv: (kv[0] != "prunecli", kv[0].count("+"), kv[0])):
+            shared = sorted(set(accs) & set(default) & set(dense))
+            if not shared:
+                continue
+            mean = sum(accs[s] for s in shared) / len(shared)
+            base_mean = sum(default[s] for s in shared) / len(shared)
+            d_mean = sum(metric(dense[s], "accuracy") for s in shared) / len(shared)
+            if not means:
+                means = ["| Pattern | lr / w | Method | Seeds | Mean accuracy | Change vs dense "
+                         "| vs the default (points) |", "|---|---|---|---|---|---|---|"]
+            delta = "—" if tool == "prunecli" else f"{100 * (mean - base_mean):+.2f}"
+            means.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {hyper} | {_method_label(tool)} | "
+                         f"{len(shared)} ({', '.join(map(str, shared))}) | {f4(mean)} | "
+                         f"{pct((mean - d_mean) / d_mean)} | {delta} |")
+    return lines + ([""] + means if means and lines else [])
 
 
 def profile_section(profile: str, records: list[dict]) -> list[str]:
@@ -615,7 +637,8 @@ BATCHING_INTRO = ("Batching A/B: prunecli with length-grouped batches (`--group_
                   "the same seed beside them.")
 METHODS_INTRO = ("Training methods screened for accuracy at high sparsity (issue 19): the same dense checkpoint, "
                  "data, seed and hyperparameters, each method's prunecli options added (`bench/run_glue_bench.py` "
-                 "METHODS, `--tools prunecli+METHOD`); relative drop against the dense model of the same seed.")
+                 "METHODS, `--tools prunecli+METHOD`); change against the dense model of the same seed (negative: "
+                 "below dense), then each method's mean over the seeds where the default ran too.")
 ALIGNMENT_INTRO = ("What else differs from INC's loop: prunecli with plain batches, then with AdamW eps 1e-6 "
                    "(`--adam_epsilon 1e-6`, INC's example's value; prunecli's default is 1e-8) and/or the hidden-state "
                    "MSE over padded positions too (`--distill_padding`, INC's example; prunecli averages over real "

@@ -295,13 +295,21 @@ def test_methods_table_shows_each_method_against_plain_and_dense():
             _record("prune", "prunecli+kd+cool", "4x1", 42, 0.78),
             _record("prune", "prunecli-plain+kd", "4x1", 42, 0.74),
             _record("prune", "prunecli", "2in4", 42, 0.79)]  # no method screened: no row
+    recs += [_record("dense", "prunecli", "dense", 43, 0.90), _record("prune", "prunecli", "4x1", 43, 0.80),
+             _record("prune", "prunecli+kd", "4x1", 43, 0.86), _record("prune", "prunecli+kd+cool", "4x1", 44, 0.9)]
     lines = render_results.methods_table(recs, "mrpc")
-    rows = lines[2:]
-    assert [r.split(" | ")[3] for r in rows] == ["none (the default)", "logit KD (whole loss, T 2)",
-                                                 "logit KD (whole loss, T 2) (prunecli-plain)",
-                                                 "logit KD (whole loss, T 2) + lr to 0 over the cool-down"]
-    assert rows[0].endswith("| 0.7200 | +10.00% |") and rows[3].endswith("| 0.7800 | +2.50% |")
+    blank = lines.index("")
+    rows, means = lines[2:blank], lines[blank + 3:]
+    assert [r.split(" | ")[3] for r in rows[:4]] == ["none (the default)", "logit KD (whole loss, T 2)",
+                                                     "logit KD (whole loss, T 2) (prunecli-plain)",
+                                                     "logit KD (whole loss, T 2) + lr to 0 over the cool-down"]
+    assert rows[0].endswith("| 0.7200 | -10.00% |") and rows[3].endswith("| 0.7800 | -2.50% |")
     assert not any(line.startswith("| 2:4") for line in lines)
+    # means over the seeds the default ran too (seed 44 has no default run, and no dense model: left out)
+    assert means[0].endswith("| none (the default) | 2 (42, 43) | 0.7600 | -10.59% | — |")
+    assert means[1].endswith("| logit KD (whole loss, T 2) | 2 (42, 43) | 0.8100 | -4.71% | +5.00 |")
+    assert means[3].endswith("| logit KD (whole loss, T 2) + lr to 0 over the cool-down | 1 (42) | 0.7800 | "
+                             "-2.50% | +6.00 |")
     assert render_results.methods_table(recs[:2], "mrpc") == []
 
 
