@@ -86,7 +86,7 @@ def run(cfg: RunConfig, *, explicit: frozenset[str] | None = None) -> dict[str, 
     from prunecli.report.card import model_card
     from prunecli.report.render import render_report
     from prunecli.sparsity.pruner import Pruner
-    from prunecli.sparsity.recipe_training import apply_training
+    from prunecli.sparsity.recipe_training import apply_training, values_used
     from prunecli.training.models import load_model_and_tokenizer, prepare_training
     from prunecli.training.setup import pruning_lr_factor
     from prunecli.training.trainer import Trainer
@@ -143,8 +143,7 @@ def run(cfg: RunConfig, *, explicit: frozenset[str] | None = None) -> dict[str, 
 
     resolved = pruner.resolved_recipe()
     if recipe.training is not None:  # the method as it ran, so the saved recipe reruns it
-        resolved["training"] = {key: getattr(distill if key.startswith("distill_") else prune, key)
-                                for key in recipe.training.to_dict()}
+        resolved["training"] = values_used(cfg, recipe.training.to_dict())
     resolved["computed_from_epochs"] = {
         "update_steps_per_epoch": trainer.update_steps_per_epoch,
         "num_train_epochs": epochs,

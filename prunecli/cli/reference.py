@@ -114,13 +114,13 @@ def training_keys_markdown() -> str:
     """The keys of a recipe's `training` block: each a `prunecli prune` option, with the option's default."""
     import json
 
-    from prunecli.config import DistillConfig, PruneConfig
-    from prunecli.sparsity.recipe import TRAINING_KEYS, recipe_json_schema
+    from prunecli.sparsity.recipe import recipe_json_schema
+    from prunecli.sparsity.recipe_training import TRAINING_KEYS, option_default
 
     props = recipe_json_schema()["$defs"]["TrainingSettings"]["properties"]
     lines = [TRAINING_BEGIN, "", "| key | type | the option's default | meaning |", "| --- | --- | --- | --- |"]
     for key in TRAINING_KEYS:
-        default = getattr(DistillConfig() if key.startswith("distill_") else PruneConfig(), key)
+        default = option_default(key)
         meaning = " ".join(props[key]["description"].split()).replace("|", "\\|")
         lines.append(f"| `{key}` | {_schema_type(props[key])} | `{json.dumps(default)}` | {meaning} |")
     lines.append(TRAINING_END)

@@ -51,10 +51,26 @@ class TrainingSettings(BaseModel):
 
 
 TRAINING_KEYS = tuple(TrainingSettings.model_fields)
+_DISTILL_FIELDS = frozenset(f.name for f in dataclasses.fields(DistillConfig))
+
+
+def section_of(key: str) -> str:
+    """The RunConfig section (`distill` or `prune`) that holds a training key's option."""
+    return "distill" if key in _DISTILL_FIELDS else "prune"
+
+
+def option_default(key: str) -> Any:
+    """The `prune` option's own default for a training key."""
+    return getattr(DistillConfig() if section_of(key) == "distill" else PruneConfig(), key)
+
+
+def values_used(cfg: RunConfig, keys) -> dict[str, Any]:
+    """The values `cfg` runs with for the training keys `keys`."""
+    return {key: getattr(getattr(cfg, section_of(key)), key) for key in keys}
 
 
 def apply_training(cfg: RunConfig, training, explicit: frozenset[str] | None = None
-                          ) -> tuple[RunConfig, dict[str, Any]]:
+                   ) -> tuple[RunConfig, dict[str, Any]]:
     """`cfg` with the recipe's `training` block (a TrainingSettings, or None) as the defaults of its options.
 
     A key applies unless its option was given: `explicit` names the options set on the command line; without it
@@ -64,12 +80,10 @@ def apply_training(cfg: RunConfig, training, explicit: frozenset[str] | None = N
     if training is None:
         return cfg, {}
     sections = {"prune": cfg.prune or PruneConfig(), "distill": cfg.distill or DistillConfig()}
-    defaults = {"prune": PruneConfig(), "distill": DistillConfig()}
     applied: dict[str, Any] = {}
     for key, value in training.to_dict().items():
-        name = "distill" if key.startswith("distill_") else "prune"
-        current = getattr(sections[name], key)
-        given = key in explicit if explicit is not None else current != getattr(defaults[name], key)
+        name = section_of(key)
+        given = key in explicit if explicit is not None else getattr(sections[name], key) != option_default(key)
         if not given:
             applied[key] = value
             sections[name] = dataclasses.replace(sections[name], **{key: value})
