@@ -526,18 +526,6 @@ def selection(records: list[dict]) -> list[str]:
             f"{len(cells)} tool x pattern cell(s)): **{ranked[0][0]}**. Means: {listed}{one}.", ""]
 
 
-METHOD_TITLES = {"kd": "logit KD (whole loss, T 2)", "kdhid": "logit KD + every layer's states",
-                 "hidall": "hidden MSE over every layer", "cool": "lr to 0 over the cool-down",
-                 "rewind": "lr rewound at each event", "cube": "cubic sparsity schedule",
-                 "init70": "70% at the first event"}
-
-
-def _method_label(tool: str) -> str:
-    base, *methods = tool.split("+")
-    label = " + ".join(METHOD_TITLES.get(m, m) for m in methods) or "none (the default)"
-    return label if base == "prunecli" else f"{label} ({base})"
-
-
 def methods_table(records: list[dict], task: str) -> list[str]:
     """Training methods screened on one (pattern, hyperparameters): prunecli with each `+METHOD` set beside the
     plain prunecli run and the dense model of the same seed; accuracy and change against dense per seed, then
@@ -561,8 +549,8 @@ def methods_table(records: list[dict], task: str) -> list[str]:
                 if acc is not None:
                     per_tool.setdefault(tool, {})[seed] = acc
                 change = pct((acc - d) / d) if d and acc is not None else "—"
-                lines.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {seed} | {hyper} | {_method_label(tool)} | "
-                             f"{f4(acc)} | {change} |")
+                lines.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {seed} | {hyper} | "
+                             f"{summary.method_label(tool)} | {f4(acc)} | {change} |")
         default = per_tool.get("prunecli", {})
         for tool, accs in sorted(per_tool.items(), key=lambda kv: (kv[0] != "prunecli", kv[0].count("+"), kv[0])):
             shared = sorted(set(accs) & set(default) & set(dense))
@@ -575,7 +563,7 @@ def methods_table(records: list[dict], task: str) -> list[str]:
                 means = ["| Pattern | lr / w | Method | Seeds | Mean accuracy | Change vs dense "
                          "| vs the default (points) |", "|---|---|---|---|---|---|---|"]
             delta = "—" if tool == "prunecli" else f"{100 * (mean - base_mean):+.2f}"
-            means.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {hyper} | {_method_label(tool)} | "
+            means.append(f"| {PATTERN_TITLES.get(pattern, pattern)} | {hyper} | {summary.method_label(tool)} | "
                          f"{len(shared)} ({', '.join(map(str, shared))}) | {f4(mean)} | "
                          f"{pct((mean - d_mean) / d_mean)} | {delta} |")
     return lines + ([""] + means if means and lines else [])

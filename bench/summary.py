@@ -22,6 +22,18 @@ DEMO_BEGIN, DEMO_END = "<!-- demo:begin (bench/render_results.py --readme) -->",
 DEMO_FILE = "demo.json"  # demo_runs/demo_results.json of a `make demo` run, copied into bench/results
 TIME_RATIO_GOAL = 0.7
 DROP_GOAL = -0.01
+#: Training methods added to a prunecli run as `prunecli+METHOD` (bench/run_glue_bench.py METHODS), by title.
+METHOD_TITLES = {"kd": "logit KD (whole loss, T 2)", "kdhid": "logit KD + every layer's states",
+                 "hidall": "hidden MSE over every layer", "cool": "lr to 0 over the cool-down",
+                 "rewind": "lr rewound at each event", "cube": "cubic sparsity schedule",
+                 "init70": "70% at the first event"}
+
+
+def method_label(tool: str) -> str:
+    """`prunecli+kd+cool` -> the methods' titles; the base tool in brackets where it is not `prunecli`."""
+    base, *methods = tool.split("+")
+    label = " + ".join(METHOD_TITLES.get(m, m) for m in methods) or "none (the default)"
+    return label if base == HEADLINE_TOOL else f"{label} ({base})"
 
 
 def _acc(r: dict | None) -> float | None:
@@ -35,11 +47,12 @@ def _hyper(r: dict) -> tuple:
     return (h.get("learning_rate"), h.get("distill_loss_weight"))
 
 
-def rows(records: list[dict]) -> list[dict]:
-    """One row per (task, pattern) of the full profile: dense, prunecli and INC accuracy per seed, time ratios.
+def rows(records: list[dict], tool: str = HEADLINE_TOOL) -> list[dict]:
+    """One row per (task, pattern) of the full profile: dense, `tool`'s and INC's accuracy per seed, time ratios.
 
     Where a pattern ran with several learning rates / distillation weights, the setting with the most
-    prunecli seeds is the row's (the others are in BENCHMARKS.md's per-profile tables).
+    seeds of `tool` is the row's (the others are in BENCHMARKS.md's per-profile tables). A pattern that
+    `tool` never ran has no row.
     """
     full = [r for r in records if r.get("profile") == PROFILE]
     out = []
@@ -53,15 +66,17 @@ def rows(records: list[dict]) -> list[dict]:
                 by_hyper[_hyper(r)][r["tool"]][r["seed"]] = r
             if not by_hyper:
                 continue
-            hyper = max(by_hyper, key=lambda h: (len([s for s, r in by_hyper[h].get(HEADLINE_TOOL, {}).items()
+            hyper = max(by_hyper, key=lambda h: (len([s for s, r in by_hyper[h].get(tool, {}).items()
                                                       if _acc(r) is not None]), str(h)))
             tools = by_hyper[hyper]
-            mine = {s: _acc(r) for s, r in tools.get(HEADLINE_TOOL, {}).items() if _acc(r) is not None}
+            mine = {s: _acc(r) for s, r in tools.get(tool, {}).items() if _acc(r) is not None}
+            if not mine and tool != HEADLINE_TOOL:
+                continue
             inc = {s: _acc(r) for s, r in tools.get("inc", {}).items() if _acc(r) is not None}
-            ratios = [tools[HEADLINE_TOOL][s]["wall_s"] / tools["inc"][s]["wall_s"] for s in mine if s in inc
-                      and tools[HEADLINE_TOOL][s].get("bench_run_id") == tools["inc"][s].get("bench_run_id")]
+            ratios = [tools[tool][s]["wall_s"] / tools["inc"][s]["wall_s"] for s in mine if s in inc
+                      and tools[tool][s].get("bench_run_id") == tools["inc"][s].get("bench_run_id")]
             sparsity = [(r.get("sparsity") or {}).get("elementwise_matmul") for s, r in
-                        tools.get(HEADLINE_TOOL, {}).items() if s in mine]
+                        tools.get(tool, {}).items() if s in mine]
             out.append({"task": task, "pattern": pattern, "hyper": hyper, "dense": dense, "prunecli": mine,
                         "inc": inc, "time_ratios": ratios, "sparsity": [x for x in sparsity if x is not None]})
     return out
@@ -102,8 +117,15 @@ def _status(met: bool | None) -> str:
     return "not measured" if met is None else ("met" if met else "**not met**")
 
 
+def method_tools(records: list[dict]) -> list[str]:
+    """The `prunecli+METHOD` tools that ran a reference pattern at the reference's sizes."""
+    return sorted({r["tool"] for r in records if r.get("profile") == PROFILE and r.get("kind") == "prune"
+                   and r.get("pattern") in PATTERNS and r["tool"].startswith(HEADLINE_TOOL + "+")})
+
+
 def goal_lines(records: list[dict], cost: dict | None = None) -> list[str]:
-    """The summary table of every goal: accuracy per task and pattern, wall time, and the cost figures."""
+    """The summary table of every goal: accuracy per task and pattern (the default, then each training method
+    measured at the reference's sizes), wall time, and the cost figures."""
     lines = ["| goal | task | pattern | measured | seeds | status |", "| --- | --- | --- | --- | --- | --- |"]
     all_ratios = []
     for row in rows(records):
@@ -111,6 +133,11 @@ def goal_lines(records: list[dict], cost: dict | None = None) -> list[str]:
             lines.append(f"| {goal} | {TASKS[row['task']]} | {PATTERNS[row['pattern']]} | {measured} | {seeds} | "
                          f"{_status(met)} |")
         all_ratios += row["time_ratios"]
+    for tool in method_tools(records):
+        for row in rows(records, tool):
+            for goal, measured, met, seeds in _goals_of(row):
+                lines.append(f"| {goal} | {TASKS[row['task']]} | {PATTERNS[row['pattern']]}, {method_label(tool)} "
+                             f"| {measured} | {seeds} | {_status(met)} |")
     if all_ratios:
         within = sum(r <= TIME_RATIO_GOAL for r in all_ratios)
         lines.append(f"| wall time <= {TIME_RATIO_GOAL}x INC's (pairs run back to back) | both | all | "

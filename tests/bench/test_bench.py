@@ -535,3 +535,21 @@ def test_every_prunecli_import_of_the_bench_scripts_resolves():
                                               importlib.util.find_spec(f"{node.module}.{alias.name}")):
                         broken.append(f"{script.name}:{node.lineno} from {node.module} import {alias.name}")
     assert not broken
+
+
+def test_goal_lines_add_each_method_measured_at_the_reference_sizes():
+    from bench import summary
+
+    recs = [_record("dense", "prunecli", "dense", 42, 0.80), _record("dense", "prunecli", "dense", 43, 0.90),
+            _record("prune", "prunecli", "4x1", 42, 0.72), _record("prune", "inc", "4x1", 42, 0.70),
+            _record("prune", "prunecli+rewind", "4x1", 42, 0.79), _record("prune", "prunecli+rewind", "4x1", 43, 0.89),
+            _record("prune", "prunecli+cool", "hn70", 42, 0.78),  # not a reference pattern: no goal line
+            _record("prune", "prunecli+kd", "4x1", 42, 0.9, profile="screen")]  # not the reference's sizes
+    lines = summary.goal_lines(recs)
+    method = [line for line in lines if "lr rewound" in line]
+    assert method == ["| relative drop <= 1% | MRPC | 4x1 at 90%, lr rewound at each event | -1.18% (0.8400 vs dense "
+                      "0.8500) | 2 seeds | **not met** |",
+                      "| prunecli >= INC 2.6 | MRPC | 4x1 at 90%, lr rewound at each event | 0.7900 vs INC 0.7000 | "
+                      "1 seed | met |"]
+    assert not any("cool-down" in line or "logit KD" in line for line in lines)
+    assert summary.method_tools(recs) == ["prunecli+rewind"]
