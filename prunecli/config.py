@@ -56,7 +56,7 @@ class TrainConfig:
     adam_epsilon: float = 1e-8  # torch's and the HF Trainer's default (INC's example: 1e-6)
     max_grad_norm: float | None = None
     seed: int = 42
-    group_by_length: bool = False  # batches of similar length: less padding (prunecli/training/sampling.py)
+    group_by_length: bool = True  # batches of similar length: less padding (prunecli/training/sampling.py)
     mixed_precision: str = "no"  # no | fp16 | bf16
     overwrite_output_dir: bool = False
     resume_from_checkpoint: str | None = None

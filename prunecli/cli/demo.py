@@ -60,7 +60,6 @@ def _train(model: str, output_dir: Path, epochs: int, seed: int, **overrides: An
         per_device_train_batch_size=16,
         per_device_eval_batch_size=64,
         learning_rate=5e-5,
-        group_by_length=True,  # batches of similar length: far less padding on snippets of 5 to 60 tokens
         num_train_epochs=epochs,
         seed=seed,
         overwrite_output_dir=True,

@@ -91,7 +91,8 @@ GroupByLength = Annotated[
         "--group_by_length/--no_group_by_length",
         "--group-by-length/--no-group-by-length",
         help="Batch examples of similar length together (shuffled mega-batches of 50 batches, each sorted by "
-        "length): far less padding, so each epoch is faster; an epoch still sees every example once.",
+        "length): far less padding, so each epoch is faster; an epoch still sees every example once. "
+        "--no_group_by_length: plain shuffled batches (INC's example's order).",
         rich_help_panel=TRAINING,
     ),
 ]

@@ -343,8 +343,8 @@ def test_batches_are_grouped_by_length_and_adamw_is_fused(tiny_bert_dir, files):
         trainer.fit()
         return lengths
 
-    assert TrainConfig().group_by_length is False  # plain shuffled batches unless asked for
-    grouped = make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1, group_by_length=True))
+    assert TrainConfig().group_by_length is True  # length-grouped batches unless --no_group_by_length
+    grouped = make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1))
     assert all(group.get("fused") for group in grouped.optimizer.param_groups)
     batches = seen_lengths(grouped)
     assert len(batches) == 8
@@ -352,7 +352,7 @@ def test_batches_are_grouped_by_length_and_adamw_is_fused(tiny_bert_dir, files):
     for a in batches:
         for b in batches:
             assert a is b or a[-1] <= b[0] or b[-1] <= a[0]
-    plain = seen_lengths(make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1)))
+    plain = seen_lengths(make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=1, group_by_length=False)))
     overlapping = sum(1 for a in plain for b in plain if a is not b and a[-1] > b[0] and b[-1] > a[0])
     assert overlapping > 0
 
