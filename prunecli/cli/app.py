@@ -15,12 +15,20 @@ import typer
 
 from prunecli.errors import UserError
 
+
+
+def _underscored(token: str) -> str:
+    """Option names (and command names, choices) with dashes read as underscores."""
+    return token.replace("-", "_")
+
+
 app = typer.Typer(
     name="prunecli",
     help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact, benchmark.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # `--model-name-or-path` is read as `--model_name_or_path`: every option has both spellings, help shows one
+    context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": _underscored},
 )
 
 _STATE = {"debug": False}
@@ -92,9 +100,10 @@ def _root(
 
 def _register() -> None:
     from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, schema
+    from prunecli.cli.help import Command
 
     for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, demo):
-        app.command(name=module.NAME)(handles_user_errors(module.command))
+        app.command(name=module.NAME, cls=Command)(handles_user_errors(module.command))
 
 
 _register()

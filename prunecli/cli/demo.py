@@ -80,6 +80,9 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
     from rich.console import Console
 
     from prunecli.cli import evaluate, finetune, prune
+    from prunecli.pipelines.finetune import finetune as finetune_pipeline
+    from prunecli.pipelines.prune import COMPACT_DIR
+    from prunecli.pipelines.prune import prune as prune_pipeline
     from prunecli.report import sparsity_report
 
     console = Console()
@@ -90,7 +93,8 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
 
     t0 = _step(console, f"1/{STEPS} finetune {MODEL} on rotten_tomatoes "
                         f"({max_train_samples or 'all'} training snippets)")
-    finetune.run(RunConfig(data=_data(max_train_samples), train=_train(MODEL, dense_dir, num_train_epochs, seed)))
+    finetune_pipeline(RunConfig(data=_data(max_train_samples), train=_train(MODEL, dense_dir, num_train_epochs, seed)),
+                      on_event=finetune.render)
     times = {"dense": time.perf_counter() - t0}
 
     sparse_runs = {
@@ -107,14 +111,14 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
             prune=prune_cfg,
             distill=DistillConfig(distill_loss_weight=2.0),  # the reference SST-2 setting
         )
-        prune.run(cfg)
+        prune_pipeline(cfg, on_event=prune.Renderer(console))
         times[name] = time.perf_counter() - t0
 
     _step(console, f"{STEPS - 1}/{STEPS} evaluate and inspect every checkpoint")
     eval_cfg = RunConfig(data=DataConfig(task_name="rotten_tomatoes", max_length=MAX_LENGTH),
                          train=TrainConfig(per_device_eval_batch_size=64))
     folders = {"dense": dense_dir, **{n: o for n, (o, _) in sparse_runs.items()}}
-    compacted = sparse_runs["structured"][0] / prune.COMPACT_DIR
+    compacted = sparse_runs["structured"][0] / COMPACT_DIR
     if compacted.is_dir():
         folders["compacted"] = compacted
     for name, folder in folders.items():

@@ -35,10 +35,10 @@ from pydantic import (
 
 from prunecli.errors import RecipeError
 from prunecli.sparsity.patterns import NMPattern, PatternError, StructurePattern, parse_pattern
+from prunecli.settings import GROUP_SETTINGS
 from prunecli.sparsity.recipe_errors import ChoiceError, recipe_error
-from prunecli.sparsity.recipe_training import TRAINING_KEYS, TrainingSettings
+from prunecli.sparsity.recipe_training import TRAINING_KEYS, TrainingSettings, not_a_string, setting_field
 
-OP_TYPES = ("Linear", "Conv1D")
 PATTERN_REGEX = r"^\s*([1-9][0-9]*x[1-9][0-9]*|[1-9][0-9]*:[1-9][0-9]*|1xchannel|channelx1|head|neuron)\s*$"
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 PROGRESSIVE_SUFFIX = "_progressive"
@@ -110,104 +110,36 @@ def _frequency(value: int) -> int:
     return value
 
 
-def _not_a_string(value: Any) -> Any:
-    if isinstance(value, str):
-        raise ValueError(f'must be a list of strings, e.g. ["{value}"]')
-    return value
+#: What a key's declaration (`prunecli.settings`) cannot say: parsers of the key's own syntax.
+_KEY_CHECKS: dict[str, dict[str, Any]] = {
+    "pattern": {"checks": (AfterValidator(_pattern),), "schema": {"pattern": PATTERN_REGEX}},
+    "pruning_type": {"checks": (AfterValidator(_pruning_type),)},
+    "pruning_frequency": {"checks": (AfterValidator(_frequency),)},
+    "op_names": {"item_checks": (AfterValidator(_regex),)},
+    "excluded_op_names": {"item_checks": (AfterValidator(_regex),)},
+    "pruning_op_types": {"checks": (Field(min_length=1),)},
+}
 
 
-Regex = Annotated[str, Field(strict=True), AfterValidator(_regex)]
-Regexes = Annotated[tuple[Regex, ...], BeforeValidator(_not_a_string)]
-Fraction = Annotated[float, Field(strict=True, ge=0.0, lt=1.0)]
-Step = Annotated[int, Field(strict=True, ge=0)]
-
-
-class GroupSettings(BaseModel):
-    """Every key of a pruning group with its built-in default: the one home of the recipe's defaults.
-
-    The defaults are Intel Neural Compressor 2.x `WeightPruningConfig`'s, with the pooler excluded as in
-    INC's GLUE example (so `Pruner(model, {...})` from Python and `prunecli prune` prune the same layers).
-    """
-
+class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target_sparsity: Fraction = Field(
-        0.9, description="Final fraction of zero weights in the group's layers, in [0, 1)."
-    )
-    initial_sparsity: Fraction = Field(
-        0.0, description="Sparsity the first pruning event reaches at once (oBERT-style one-shot start); the "
-        "schedule then grows it to target_sparsity. 0: start from the dense model."
-    )
-    pattern: Annotated[str, Field(strict=True), AfterValidator(_pattern)] = Field(
-        "4x1",
-        description='Sparsity structure: NxM blocks ("4x1", "1x1" unstructured, "2x2"), N:M ("2:4" keeps 2 of '
-        'every 4 consecutive input weights), "1xchannel" (whole output rows), "channelx1" (whole input columns), '
-        '"head" (whole attention heads) or "neuron" (whole feed-forward neurons); heads and neurons are found in '
-        "the model's attention and feed-forward blocks and can be removed by `prunecli compact`.",
-        json_schema_extra={"pattern": PATTERN_REGEX, "examples": ["4x1", "1x1", "2:4", "1xchannel", "head"]},
-    )
-    pruning_type: Annotated[str, Field(strict=True), AfterValidator(_pruning_type)] = Field(
-        "snip_momentum",
-        json_schema_extra={"examples": ["snip_momentum", "snip_momentum_progressive", "magnitude", "pattern_lock"]},
-        description="Score: snip_momentum (0.9 * score + |W*G| every optimizer step), snip |W*G|, magnitude |W|, "
-        "gradient |G|, or a criterion registered with prunecli.sparsity.criteria.register_criterion; a "
-        "_progressive suffix prunes each event's new units over 4 stages; pattern_lock keeps the zeros present "
-        "at the start and prunes nothing new.",
-    )
-    pruning_scope: Literal["global", "local"] = Field(
-        "global", description="global: one threshold across the group's layers; local: every layer gets the target."
-    )
-    sparsity_decay_type: Literal["exp", "cos", "linear", "cube"] = Field(
-        "exp", description="How the target grows from event to event."
-    )
-    pruning_frequency: Annotated[int, Field(strict=True), AfterValidator(_frequency)] = Field(
-        1, description="Optimizer steps between pruning events; -1: about 40 events between start and end."
-    )
-    start_step: Step = Field(0, description="Optimizer step of the first pruning event.")
-    end_step: Step = Field(
-        0, description="Last optimizer step with a pruning event; masks are fixed after it (cool-down)."
-    )
-    op_names: Regexes = Field(
-        (), description="Regular expressions (re.search on module names) of layers to prune; empty: all."
-    )
-    excluded_op_names: Regexes = Field(
-        ("pooler",), description="Regular expressions (re.search on module names) of layers never to prune."
-    )
-    pruning_op_types: Annotated[tuple[Literal[OP_TYPES], ...], Field(min_length=1),  # type: ignore[valid-type]
-                                BeforeValidator(_not_a_string)] = Field(
-        ("Linear",),
-        description='Module classes to prune: "Linear" (torch.nn.Linear), "Conv1D" (GPT-2 style [in, out]).',
-    )
-    min_sparsity_ratio_per_op: Fraction = Field(
-        0.0, description="Global scope: lowest sparsity any layer of the group ends with."
-    )
-    max_sparsity_ratio_per_op: Annotated[float, Field(strict=True, gt=0.0, le=1.0)] = Field(
-        0.98, description="Highest sparsity any layer of the group may reach."
-    )
-    criterion_reduce_type: Literal["mean", "sum", "max"] = Field(
-        "mean", description="How a block's score is made from its weights' scores."
-    )
-    min_heads_per_layer: Annotated[int, Field(strict=True, ge=0)] = Field(
-        1, description='Pattern "head": the fewest heads any attention block keeps (0 lets a block lose all).'
-    )
-    min_neurons_per_layer: Annotated[int, Field(strict=True, ge=0)] = Field(
-        1, description='Pattern "neuron": the fewest neurons any feed-forward block keeps.'
-    )
+
+#: Every key of a pruning group with its built-in default, built from the settings (the one home of the recipe's
+#: keys, defaults, ranges and help). The defaults are Intel Neural Compressor 2.x `WeightPruningConfig`'s, with the
+#: pooler excluded as in INC's GLUE example (so `Pruner(model, {...})` from Python and `prunecli prune` prune the
+#: same layers).
+GroupSettings = create_model(
+    "GroupSettings", __base__=_Frozen, __doc__="Every key of a pruning group, resolved (no key unset).",
+    **{key: setting_field(setting, **_KEY_CHECKS.get(key, {})) for key, setting in GROUP_SETTINGS.items()},
+)
 
 
 #: The built-in defaults, JSON-able (read from GroupSettings, never restated).
 DEFAULTS: dict[str, Any] = GroupSettings().model_dump(mode="json")
 KEYS = tuple(GroupSettings.model_fields)
-
-
-def _unset_fields(model: type[BaseModel]) -> dict[str, Any]:
-    """`model`'s fields, each optional with default None ("not set here"), same validation and description."""
-    fields: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        fields[name] = (annotation | None, Field(None, description=info.description,
-                                                 json_schema_extra=info.json_schema_extra))
-    return fields
+#: Option names that differ from their recipe key: {"pruning_pattern": "pattern"}.
+OPTION_NAMES = {setting.name: key for key, setting in GROUP_SETTINGS.items() if setting.name != key}
 
 
 _LAYERS_FIELD = (
@@ -223,13 +155,15 @@ class _GroupBase(BaseModel):
     @field_validator("layers", mode="before", check_fields=False)
     @classmethod
     def _layers_not_string(cls, value: Any) -> Any:
-        return _not_a_string(value)
+        return not_a_string(value)
 
 
 #: One group as written in a recipe: every key of GroupSettings, optional (None: not set here), plus `layers`.
 PruningGroup = create_model(
     "PruningGroup", __base__=_GroupBase, __doc__="One group of layers and how to prune them; unset keys inherit.",
-    **_unset_fields(GroupSettings), layers=_LAYERS_FIELD,
+    **{key: setting_field(setting, optional=True, **_KEY_CHECKS.get(key, {}))
+       for key, setting in GROUP_SETTINGS.items()},
+    layers=_LAYERS_FIELD,
 )
 
 
@@ -285,14 +219,15 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
     def with_globals(self, **values: Any) -> Recipe:
         """A copy whose top-level keys are overridden by the non-None `values` (command-line options).
 
-        Local groups still win over these. `pruning_pattern` is accepted as a spelling of `pattern`
-        (the CLI option's name). An unknown name is a bug in the caller (TypeError); a bad value is
-        the user's (RecipeError attributed to the command line).
+        Local groups still win over these. An option's name is accepted for its key where the two differ
+        (`pruning_pattern` for `pattern`, as the settings declare). An unknown name is a bug in the caller
+        (TypeError); a bad value is the user's (RecipeError attributed to the command line).
         """
-        if "pruning_pattern" in values:
-            alias = values.pop("pruning_pattern")
-            if values.get("pattern") is None:
-                values["pattern"] = alias
+        for option_name, key in OPTION_NAMES.items():
+            if option_name in values:
+                given = values.pop(option_name)
+                if values.get(key) is None:
+                    values[key] = given
         unknown = sorted(set(values) - set(KEYS))
         if unknown:
             raise TypeError(f"with_globals() got unknown recipe keys {unknown}")

@@ -1,90 +1,66 @@
-"""A recipe's `training` block: the training method a recipe was made with, as defaults of `prune`'s options.
+"""Recipe fields from settings, and a recipe's `training` block.
 
-The pruner never reads it; `prunecli prune` applies it to the run's configuration before training, and an option
-given on the command line wins over it.
+`setting_field` turns one setting (`prunecli.settings`) into a pydantic field: its type, range or choices
+and help, strict as recipes are (JSON `1` is not `true`). The pruning groups' keys (`recipe.GroupSettings`)
+and the `training` block's keys (`TrainingSettings`) are built with it, so a recipe key and the option of
+the same name cannot disagree.
+
+The `training` block is the training method a recipe was made with, as defaults of `prune`'s options. The
+pruner never reads it; the prune pipeline (`prunecli.pipelines.prune`) applies it to the run's
+configuration, and an option given on the command line wins over it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from prunecli.config import COOLDOWN_LR_DECAYS, DISTILL_TYPES, HIDDEN_LAYERS, DistillConfig, PruneConfig, RunConfig
-
-Weight = Annotated[float, Field(strict=True, ge=0.0)]
-Share = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+from prunecli.settings import TRAINING_SETTINGS, Setting
 
 
-class TrainingSettings(BaseModel):
-    """A recipe's `training` block: the training method it was made with (distillation, learning-rate shape).
+def not_a_string(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(f'must be a list of strings, e.g. ["{value}"]')
+    return value
 
-    Each key is a `prunecli prune` option of the same name and acts as that option's default; an option given
-    on the command line wins. The pruning keys stay at the top level and in the groups: these keys are read by
-    the training loop, not by the pruner (`Pruner(model, recipe)` ignores them).
+
+def setting_field(setting: Setting, *, optional: bool = False, checks: tuple[Any, ...] = (),
+                  item_checks: tuple[Any, ...] = (), schema: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """`(annotation, FieldInfo)` of a recipe key, for `pydantic.create_model`.
+
+    `optional`: None is accepted and is the default ("not set here"); otherwise the setting's default is.
+    `checks` are appended to the value's annotation (validators, constraints); `item_checks` to each item
+    of a list-valued key. `schema`: extra JSON Schema keywords.
     """
+    bounds = {name: setting.type(getattr(setting, name)) for name in ("ge", "gt", "le", "lt")
+              if getattr(setting, name) is not None and setting.type in (int, float)}
+    if setting.type == tuple[str, ...]:
+        item = Literal[setting.choices] if setting.choices else Annotated[str, Field(strict=True), *item_checks]
+        annotation: Any = Annotated[tuple[item, ...], *checks, BeforeValidator(not_a_string)]
+    elif setting.choices:
+        annotation = Annotated[Literal[setting.choices], *checks] if checks else Literal[setting.choices]
+    else:
+        annotation = Annotated[setting.type, Field(strict=True, **bounds), *checks]
+    extra = {**({"examples": list(setting.examples)} if setting.examples else {}), **(schema or {})}
+    info = Field(None if optional else setting.default, description=setting.help, json_schema_extra=extra or None)
+    return (annotation | None if optional else annotation), info
 
+
+class _TrainingBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    distill_loss_weight: Weight | None = Field(None, description="Weight of the distillation loss (0: none).")
-    distill_type: Literal[DISTILL_TYPES] | None = Field(  # type: ignore[valid-type]
-        None, description="hidden_mse (INC's: MSE of hidden states replaces the label loss) or logits_kl.")
-    distill_temperature: Annotated[float, Field(strict=True, gt=0.0)] | None = Field(
-        None, description="Softmax temperature of logits_kl.")
-    distill_alpha: Share | None = Field(
-        None, description="logits_kl: share of the KL term; the label loss gets 1 - alpha.")
-    distill_label_loss: Annotated[bool, Field(strict=True)] | None = Field(
-        None, description="hidden_mse: also add the label loss.")
-    distill_hidden_layers: Literal[HIDDEN_LAYERS] | None = Field(  # type: ignore[valid-type]
-        None, description="Hidden states matched: last (the encoder output) or all (every layer, mapped).")
-    distill_hidden_weight: Weight | None = Field(
-        None, description="logits_kl: weight of an added hidden-state MSE (0: none).")
-    cooldown_lr_decay: Literal[COOLDOWN_LR_DECAYS] | None = Field(  # type: ignore[valid-type]
-        None, description="Learning rate over the cool-down: none (as scheduled), linear or cosine decay to 0.")
-    lr_rewind_ratio: Share | None = Field(
-        None, description="Between pruning events the learning rate falls to this share, rewound at each event.")
 
     def to_dict(self) -> dict[str, Any]:
         """The keys that are set."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
+TrainingSettings = create_model(
+    "TrainingSettings", __base__=_TrainingBase,
+    __doc__="A recipe's `training` block: the training method it was made with (distillation, learning-rate "
+    "shape).\n\nEach key is a `prunecli prune` option of the same name and acts as that option's default; an "
+    "option given on the command line wins. These keys are read by the training loop, not by the pruner "
+    "(`Pruner(model, recipe)` ignores them).",
+    **{key: setting_field(setting, optional=True) for key, setting in TRAINING_SETTINGS.items()},
+)
 TRAINING_KEYS = tuple(TrainingSettings.model_fields)
-_DISTILL_FIELDS = frozenset(f.name for f in dataclasses.fields(DistillConfig))
-
-
-def section_of(key: str) -> str:
-    """The RunConfig section (`distill` or `prune`) that holds a training key's option."""
-    return "distill" if key in _DISTILL_FIELDS else "prune"
-
-
-def option_default(key: str) -> Any:
-    """The `prune` option's own default for a training key."""
-    return getattr(DistillConfig() if section_of(key) == "distill" else PruneConfig(), key)
-
-
-def values_used(cfg: RunConfig, keys) -> dict[str, Any]:
-    """The values `cfg` runs with for the training keys `keys`."""
-    return {key: getattr(getattr(cfg, section_of(key)), key) for key in keys}
-
-
-def apply_training(cfg: RunConfig, training, explicit: frozenset[str] | None = None
-                   ) -> tuple[RunConfig, dict[str, Any]]:
-    """`cfg` with the recipe's `training` block (a TrainingSettings, or None) as the defaults of its options.
-
-    A key applies unless its option was given: `explicit` names the options set on the command line; without it
-    (a call from Python) an option counts as given when its value differs from the configuration's default.
-    Returns the new configuration and the keys applied.
-    """
-    if training is None:
-        return cfg, {}
-    sections = {"prune": cfg.prune or PruneConfig(), "distill": cfg.distill or DistillConfig()}
-    applied: dict[str, Any] = {}
-    for key, value in training.to_dict().items():
-        name = section_of(key)
-        given = key in explicit if explicit is not None else getattr(sections[name], key) != option_default(key)
-        if not given:
-            applied[key] = value
-            sections[name] = dataclasses.replace(sections[name], **{key: value})
-    return dataclasses.replace(cfg, **sections), applied

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from prunecli.config import COOLDOWN_LR_DECAYS
 from prunecli.data.examples import EXAMPLE_ID
 from prunecli.errors import UserError
+from prunecli.settings import BY_NAME
 from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler, example_lengths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger("prunecli")
 
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
 METRIC_DRIVEN_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
 # Schedulers that need an extra argument get a documented default (docs/training.md).
 SCHEDULER_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
@@ -150,8 +151,8 @@ def optimizer_param_groups(model: torch.nn.Module, weight_decay: float) -> list[
 def resolve_mixed_precision(requested: str) -> str:
     """no / fp16 / bf16, lowered to what the device can do (with a warning), so one command works everywhere."""
     value = (requested or "no").lower()
-    if value not in ("no", "fp16", "bf16"):
-        raise UserError(f"--mixed_precision {requested!r} is not one of no, fp16, bf16.")
+    if value not in MIXED_PRECISIONS:
+        raise UserError(f"--mixed_precision {requested!r} is not one of {', '.join(MIXED_PRECISIONS)}.")
     if value == "fp16" and not (torch.cuda.is_available() or _has_accelerator("mps") or _has_accelerator("xpu")):
         logger.warning("fp16 needs a GPU; training in full precision on this machine.")
         return "no"
@@ -211,30 +212,20 @@ def parse_checkpointing(value: str | None) -> int | str | None:
 
 
 def validate_train_config(cfg: RunConfig) -> None:
-    """Reject training options that cannot work, each with the option's name (UserError, exit 2)."""
+    """Reject training options that cannot work, each with the option's name (UserError, exit 2): the ranges the
+    settings declare, then the rules that involve several options or what is installed."""
+    from prunecli.config import check_values
+
+    check_values(cfg, "train")
     tc = cfg.train
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(tc, name) < 1:
-            raise UserError(f"--{name} must be at least 1 (got {getattr(tc, name)}).")
     if tc.num_train_epochs < 1 and not tc.max_train_steps:
         raise UserError(f"--num_train_epochs must be at least 1 (got {tc.num_train_epochs}).")
-    if tc.max_train_steps is not None and tc.max_train_steps < 1:
-        raise UserError(f"--max_train_steps must be at least 1 (got {tc.max_train_steps}).")
-    if tc.learning_rate <= 0:
-        raise UserError(f"--learning_rate must be positive (got {tc.learning_rate}).")
-    if tc.num_warmup_steps < 0:
-        raise UserError(f"--num_warmup_steps cannot be negative (got {tc.num_warmup_steps}).")
-    if not tc.adam_epsilon > 0:
-        raise UserError(f"--adam_epsilon must be positive (got {tc.adam_epsilon}).", hint="1e-8 is the default")
-    for name in ("adam_beta1", "adam_beta2"):
-        beta = getattr(tc, name)
-        if beta is not None and not 0.0 <= beta < 1.0:
-            raise UserError(f"--{name} must be in [0, 1) (got {beta}).")
-    if tc.checkpoints_total_limit is not None and tc.checkpoints_total_limit < 1:
-        raise UserError(f"--checkpoints_total_limit must be at least 1 (got {tc.checkpoints_total_limit}).",
-                        hint="leave it out to keep every resumable checkpoint")
-    if tc.max_grad_norm is not None and tc.max_grad_norm <= 0:
-        raise UserError(f"--max_grad_norm must be positive (got {tc.max_grad_norm}).")
+    if (tc.mixed_precision or "no").lower() not in MIXED_PRECISIONS:
+        raise UserError(f"--mixed_precision {tc.mixed_precision!r} is not one of {', '.join(MIXED_PRECISIONS)}.")
+    if parse_checkpointing(tc.checkpointing_steps) is not None and not tc.output_dir:
+        raise UserError("--checkpointing_steps needs --output_dir (checkpoints are saved there).")
+    if resolve_trackers(tc.report_to) and not tc.output_dir:
+        raise UserError("--report_to needs --output_dir (tracker logs are written to OUTPUT_DIR/runs).")
     from transformers import SchedulerType
 
     names = [s.value for s in SchedulerType]
@@ -293,10 +284,10 @@ def pruning_lr_factor(event_steps: list[int], total_steps: int, *, cooldown_deca
     `k` is the number of optimizer steps done, so `factor(k)` is the rate of step k + 1: an event after
     step e starts its interval at factor(e) = 1.
     """
-    if cooldown_decay not in COOLDOWN_LR_DECAYS:
-        raise UserError(f"--cooldown_lr_decay {cooldown_decay!r} is not one of {', '.join(COOLDOWN_LR_DECAYS)}.")
-    if rewind_ratio is not None and not 0.0 <= rewind_ratio <= 1.0:
-        raise UserError(f"--lr_rewind_ratio must be in [0, 1] (got {rewind_ratio}).", hint="oBERT used 0.1")
+    for name, value in (("cooldown_lr_decay", cooldown_decay), ("lr_rewind_ratio", rewind_ratio)):
+        problem = BY_NAME[name].problem(value)
+        if problem:
+            raise UserError(problem + ".")
     if cooldown_decay == "none" and rewind_ratio is None:
         return None
     events = sorted(set(event_steps))

@@ -110,12 +110,8 @@ class Trainer:
         self.data = data
         self.adam_beta2 = adam_beta2
         self.output_dir = Path(tc.output_dir).absolute() if tc.output_dir else None
-        self.checkpointing = parse_checkpointing(tc.checkpointing_steps)
-        if self.checkpointing is not None and self.output_dir is None:
-            raise UserError("--checkpointing_steps needs --output_dir (checkpoints are saved there).")
+        self.checkpointing = parse_checkpointing(tc.checkpointing_steps)  # checked by validate_train_config
         trackers = resolve_trackers(tc.report_to)
-        if trackers and self.output_dir is None:
-            raise UserError("--report_to needs --output_dir (tracker logs are written to OUTPUT_DIR/runs).")
         self.mixed_precision = resolve_mixed_precision(tc.mixed_precision)
 
         partial_state()

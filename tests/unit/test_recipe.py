@@ -207,7 +207,7 @@ def test_mixed_recipe_is_the_reference_configuration():
 
 
 def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(tmp_path):
-    from prunecli.cli.prune import build_recipe
+    from prunecli.pipelines.prune import build_recipe
     from prunecli.config import PruneConfig
 
     path = tmp_path / "late_start.json"
@@ -233,7 +233,7 @@ def test_demo_finds_the_committed_recipes_and_they_load():
 
 def test_training_block_fills_only_options_not_given():
     from prunecli.config import DistillConfig, PruneConfig, RunConfig
-    from prunecli.sparsity.recipe_training import apply_training
+    from prunecli.pipelines.prune import apply_training
 
     recipe = Recipe.from_dict({"pattern": "4x1", "training": {"distill_type": "logits_kl", "distill_alpha": 1.0,
                                                               "lr_rewind_ratio": 0.1}})
