@@ -251,8 +251,10 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 #: The keys of a pruning group, in the order recipes document them, by their recipe name.
 GROUP_SETTINGS: dict[str, Setting] = {s.key: s for s in SETTINGS if s.recipe == "group"}
-#: The keys of a recipe's `training` block.
-TRAINING_SETTINGS: dict[str, Setting] = {s.key: s for s in SETTINGS if s.recipe == "training"}
+#: The keys of a recipe's `training` block: the distillation keys, then the learning-rate shape.
+TRAINING_SETTINGS: dict[str, Setting] = {
+    s.key: s for s in sorted((s for s in SETTINGS if s.recipe == "training"), key=lambda s: s.section != "distill")
+}
 
 
 def section(name: str) -> tuple[Setting, ...]:
