@@ -102,8 +102,10 @@ class Setting:
         """Why `value` is not valid for this setting (a message naming the option), or None when it is."""
         if value is None:
             return None if self.accepts_none else f"--{self.name} needs a value"
-        if self.choices and value not in self.choices:
-            return f"--{self.name} {value!r} is not one of {', '.join(self.choices)}"
+        items = value if isinstance(value, tuple | list) else (value,)
+        wrong = [item for item in items if self.choices and item not in self.choices]
+        if wrong:
+            return f"--{self.name} {wrong[0]!r} is not one of {', '.join(self.choices)}"
         if self.type in (int, float) and not isinstance(value, bool) and isinstance(value, int | float):
             low_ok = (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
             high_ok = (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)

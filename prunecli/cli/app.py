@@ -16,7 +16,6 @@ import typer
 from prunecli.errors import UserError
 
 
-
 def _underscored(token: str) -> str:
     """Option names (and command names, choices) with dashes read as underscores."""
     return token.replace("-", "_")

@@ -19,12 +19,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -34,8 +33,8 @@ from pydantic import (
 )
 
 from prunecli.errors import RecipeError
-from prunecli.sparsity.patterns import NMPattern, PatternError, StructurePattern, parse_pattern
 from prunecli.settings import GROUP_SETTINGS
+from prunecli.sparsity.patterns import NMPattern, PatternError, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe_errors import ChoiceError, recipe_error
 from prunecli.sparsity.recipe_training import TRAINING_KEYS, TrainingSettings, not_a_string, setting_field
 

@@ -36,12 +36,12 @@ def setting_field(setting: Setting, *, optional: bool = False, checks: tuple[Any
     bounds = {name: setting.type(getattr(setting, name)) for name in ("ge", "gt", "le", "lt")
               if getattr(setting, name) is not None and setting.type in (int, float)}
     if setting.type == tuple[str, ...]:
-        item = Literal[setting.choices] if setting.choices else Annotated[str, Field(strict=True), *item_checks]
-        annotation: Any = Annotated[tuple[item, ...], *checks, BeforeValidator(not_a_string)]
+        item = Literal[setting.choices] if setting.choices else Annotated[(str, Field(strict=True), *item_checks)]
+        annotation: Any = Annotated[(tuple[item, ...], *checks, BeforeValidator(not_a_string))]
     elif setting.choices:
-        annotation = Annotated[Literal[setting.choices], *checks] if checks else Literal[setting.choices]
+        annotation = Annotated[(Literal[setting.choices], *checks)] if checks else Literal[setting.choices]
     else:
-        annotation = Annotated[setting.type, Field(strict=True, **bounds), *checks]
+        annotation = Annotated[(setting.type, Field(strict=True, **bounds), *checks)]
     extra = {**({"examples": list(setting.examples)} if setting.examples else {}), **(schema or {})}
     info = Field(None if optional else setting.default, description=setting.help, json_schema_extra=extra or None)
     return (annotation | None if optional else annotation), info

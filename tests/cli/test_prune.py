@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -445,3 +448,69 @@ def test_compact_refuses_bad_input_with_exit_2_and_leaves_nothing_half_written(w
     failed = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(tmp_path / "c3")])
     assert failed.exit_code == 2 and "No space left on device" in failed.output and "nothing was" in failed.output
     assert not (tmp_path / "c3").exists() and not list(tmp_path.glob(".c3*")) and not list(tmp_path.glob("c3*"))
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--learning-rate", "-1"], "--learning_rate must be positive"),  # the dashed spelling reads the same option
+    (["--distill_alpha", "2"], "--distill_alpha must be in [0, 1]"),
+    (["--cooldown_lr_decay", "cubic"], "--cooldown_lr_decay 'cubic' is not one of none, linear, cosine"),
+    (["--train_file", "no/such.csv"], "--train_file no/such.csv: no such file"),
+    (["--pruning_frequency", "0"], "pruning_frequency"),
+])
+def test_bad_input_stops_before_the_data_or_the_model_is_loaded(workdir, tmp_path, monkeypatch, extra, message):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data and model were loaded before the options were checked")
+
+    monkeypatch.setattr("prunecli.training.models.prepare_training", no_loading)
+    args = ["prune", "--model_name_or_path", str(tmp_path / "no_such_model"), "--task_name", "sst2",
+            "--data_dir", str(workdir / "SST-2"), *extra]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert message in result.output and "no_such_model" not in result.output
+
+
+@pytest.mark.parametrize("command", ["finetune", "prune", "evaluate", "inspect", "compact", "benchmark", "schema",
+                                     "demo"])
+def test_help_shows_every_option_name_whole_at_80_columns(command):
+    import typer
+
+    click_command = typer.main.get_command(app).commands[command]
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    words = set(result.output.replace(",", " ").split())
+    for param in click_command.params:
+        if getattr(param, "hidden", False) or param.param_type_name == "argument":
+            continue
+        for name in [*param.opts, *param.secondary_opts]:
+            assert name in words, f"{name} is not shown whole in `prunecli {command} --help`"
+    assert "…" not in result.output and "<bool>" not in result.output
+
+
+def test_the_prune_pipeline_runs_with_no_cli_module_imported(workdir, tmp_path):
+    """`prunecli.pipelines.prune` is the library's prune: it needs nothing from `prunecli.cli`."""
+    out = tmp_path / "from_python"
+    code = f"""
+import json, sys
+from prunecli.config import DataConfig, PruneConfig, RunConfig, TrainConfig
+from prunecli.pipelines.prune import prune
+events = []
+results = prune(RunConfig(
+    data=DataConfig(task_name="sst2", data_dir={str(workdir / "SST-2")!r}),
+    train=TrainConfig(model_name_or_path={str(workdir / "dense")!r}, output_dir={str(out)!r},
+                      per_device_train_batch_size=16, learning_rate=1e-3, num_train_epochs=2,
+                      lr_scheduler_type="constant", log_level="warning"),
+    prune=PruneConfig(target_sparsity=0.5, pruning_pattern="2:4", cooldown_epochs=1)),
+    on_event=lambda kind, payload: events.append(kind))
+print(json.dumps({{"cli": sorted(m for m in sys.modules if m.startswith("prunecli.cli")),
+                  "events": events, "sparsity": results["sparsity_report"]["model"]["pruned"]["sparsity"]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["cli"] == []
+    assert found["events"][0] == "plan" and "report" in found["events"]
+    assert found["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert {"model.safetensors", "prune_recipe.json", "sparsity_report.json"} <= {p.name for p in out.iterdir()}

@@ -207,8 +207,8 @@ def test_mixed_recipe_is_the_reference_configuration():
 
 
 def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(tmp_path):
-    from prunecli.pipelines.prune import build_recipe
     from prunecli.config import PruneConfig
+    from prunecli.pipelines.prune import build_recipe
 
     path = tmp_path / "late_start.json"
     path.write_text('{"start_step": 10, "target_sparsity": 0.5}')
