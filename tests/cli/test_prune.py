@@ -488,29 +488,23 @@ def test_help_shows_every_option_name_whole_at_80_columns(command):
     assert "…" not in result.output and "<bool>" not in result.output
 
 
-def test_the_prune_pipeline_runs_with_no_cli_module_imported(workdir, tmp_path):
-    """`prunecli.pipelines.prune` is the library's prune: it needs nothing from `prunecli.cli`."""
-    out = tmp_path / "from_python"
-    code = f"""
-import json, sys
-from prunecli.config import DataConfig, PruneConfig, RunConfig, TrainConfig
-from prunecli.pipelines.prune import prune
-events = []
-results = prune(RunConfig(
-    data=DataConfig(task_name="sst2", data_dir={str(workdir / "SST-2")!r}),
-    train=TrainConfig(model_name_or_path={str(workdir / "dense")!r}, output_dir={str(out)!r},
-                      per_device_train_batch_size=16, learning_rate=1e-3, num_train_epochs=2,
-                      lr_scheduler_type="constant", log_level="warning"),
-    prune=PruneConfig(target_sparsity=0.5, pruning_pattern="2:4", cooldown_epochs=1)),
-    on_event=lambda kind, payload: events.append(kind))
-print(json.dumps({{"cli": sorted(m for m in sys.modules if m.startswith("prunecli.cli")),
-                  "events": events, "sparsity": results["sparsity_report"]["model"]["pruned"]["sparsity"]}}))
-"""
+def test_the_prune_pipeline_runs_as_documented_with_no_cli_module_imported(workdir, tmp_path):
+    """docs/python_api.md's prune-from-a-configuration example runs, and the library's pipeline needs nothing
+    from `prunecli.cli`."""
+    docs = (REPO / "docs" / "python_api.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Prune from a configuration"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    names = {"sst2_dir": str(workdir / "SST-2"), "dense_dir": str(workdir / "dense"),
+             "sparse_dir": str(tmp_path / "from_python")}
+    code = "".join(f"{k} = {v!r}\n" for k, v in names.items()) + example + (
+        "import json, sys\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('prunecli.cli'))))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["cli"] == []
-    assert found["events"][0] == "plan" and "report" in found["events"]
-    assert found["sparsity"] == pytest.approx(0.5, abs=0.01)
-    assert {"model.safetensors", "prune_recipe.json", "sparsity_report.json"} <= {p.name for p in out.iterdir()}
+    *printed, cli_modules = done.stdout.strip().splitlines()
+    assert json.loads(cli_modules) == []
+    assert printed == ["plan", "sparsity 0.50"]
+    out = tmp_path / "from_python"
+    assert {"model.safetensors", "prune_recipe.json", "sparsity_report.json", "README.md"} <= {
+        p.name for p in out.iterdir()}
