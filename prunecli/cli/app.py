@@ -1,8 +1,9 @@
 """The `prunecli` application: the Typer app, the error boundary, and the command registry.
 
 No training or pruning logic lives in `cli/`: each command module turns options into configuration,
-calls the library and renders the result. torch and transformers are imported only inside commands,
-so `prunecli --help` is instant.
+calls one pipeline function (`prunecli.pipelines`) or library call and renders the result. torch and
+transformers are imported only inside commands, so `prunecli --help` is instant. Help is laid out by
+`prunecli.cli.help` so option names stay whole at 80 columns.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from prunecli.cli.help import Command, Group
 from prunecli.errors import UserError
 
 
@@ -23,6 +25,7 @@ def _underscored(token: str) -> str:
 
 app = typer.Typer(
     name="prunecli",
+    cls=Group,
     help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact, benchmark.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -99,7 +102,6 @@ def _root(
 
 def _register() -> None:
     from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, schema
-    from prunecli.cli.help import Command
 
     for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, demo):
         app.command(name=module.NAME, cls=Command)(handles_user_errors(module.command))

@@ -56,30 +56,49 @@ def _help(param: Any) -> str:
     return text
 
 
+def _print_help(command: Any, ctx: Any, extra_panels: tuple[tuple[str, list[tuple[str, str]]], ...] = ()) -> None:
+    """Usage, the docstring, then one panel per help panel of the parameters (and `extra_panels`: title and
+    rows of two cells)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.padding import Padding
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    console.print(Padding(Text(command.get_usage(ctx)), (1, 1)))
+    if command.help:
+        console.print(Padding(escape(inspect.cleandoc(command.help)), (0, 1, 1, 1)))
+    panels: dict[str, list[tuple[str, str]]] = {}
+    for param in command.get_params(ctx):
+        if not getattr(param, "hidden", False):
+            title = getattr(param, "rich_help_panel", None) or ("Arguments" if is_argument(param) else "Options")
+            panels.setdefault(title, []).append((_names(param, ctx), _help(param)))
+    for title, rows in [*panels.items(), *extra_panels]:
+        table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False, expand=True)
+        table.add_column(no_wrap=True, style="bold cyan")
+        table.add_column(ratio=1, overflow="fold")
+        for names, text in rows:
+            table.add_row(Text(names), Text(text))
+        console.print(Panel(table, title=title, title_align="left", border_style="dim"))
+
+
 class Command(typer.core.TyperCommand):
     """A Typer command whose help keeps option names whole (see the module docstring)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.padding import Padding
-        from rich.panel import Panel
-        from rich.table import Table
-        from rich.text import Text
+        _print_help(self, ctx)
 
-        console = Console(highlight=False)
-        console.print(Padding(Text(self.get_usage(ctx)), (1, 1)))
-        if self.help:
-            console.print(Padding(escape(inspect.cleandoc(self.help)), (0, 1, 1, 1)))
-        panels: dict[str, list[Any]] = {}
-        for param in self.get_params(ctx):
-            if not getattr(param, "hidden", False):
-                panels.setdefault(getattr(param, "rich_help_panel", None) or
-                                  ("Arguments" if is_argument(param) else "Options"), []).append(param)
-        for title, params in panels.items():
-            table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False, expand=True)
-            table.add_column(no_wrap=True, style="bold cyan")
-            table.add_column(ratio=1, overflow="fold")
-            for param in params:
-                table.add_row(Text(_names(param, ctx)), Text(_help(param)))
-            console.print(Panel(table, title=title, title_align="left", border_style="dim"))
+
+class Group(typer.core.TyperGroup):
+    """The application's group, with the same help layout, then its commands."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                summary = inspect.cleandoc(command.help or "").split("\n\n")[0]
+                rows.append((name, " ".join(summary.split())))
+        _print_help(self, ctx, (("Commands", rows),))

@@ -469,13 +469,14 @@ def test_bad_input_stops_before_the_data_or_the_model_is_loaded(workdir, tmp_pat
     assert message in result.output and "no_such_model" not in result.output
 
 
-@pytest.mark.parametrize("command", ["finetune", "prune", "evaluate", "inspect", "compact", "benchmark", "schema",
-                                     "demo"])
+@pytest.mark.parametrize("command", ["", "finetune", "prune", "evaluate", "inspect", "compact", "benchmark",
+                                     "schema", "demo"])
 def test_help_shows_every_option_name_whole_at_80_columns(command):
     import typer
 
-    click_command = typer.main.get_command(app).commands[command]
-    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+    group = typer.main.get_command(app)
+    click_command = group.commands[command] if command else group
+    result = runner.invoke(app, [command, "--help"] if command else ["--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
