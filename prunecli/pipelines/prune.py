@@ -64,12 +64,6 @@ def pruning_window(prune: PruneConfig, *, update_steps_per_epoch: int, num_train
     return {"start_step": start, "end_step": end, "pruning_frequency": frequency}
 
 
-def build_recipe(prune: PruneConfig, steps: dict[str, int]) -> Recipe:
-    """The recipe of a run: `run_recipe` with its window; the steps fill start/end (and the frequency) only where
-    the recipe's top level does not set them. Every other default is the recipe model's."""
-    return run_recipe(prune).with_steps(steps)
-
-
 def apply_training(cfg: RunConfig, training, explicit: frozenset[str] | None = None
                    ) -> tuple[RunConfig, dict[str, Any]]:
     """`cfg` with a recipe's `training` block (a TrainingSettings, or None) as the defaults of its options: the one
@@ -98,17 +92,21 @@ def values_used(cfg: RunConfig, keys) -> dict[str, Any]:
     return {key: getattr(getattr(cfg, TRAINING_SETTINGS[key].section), BY_NAME[key].name) for key in keys}
 
 
-def check_prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None) -> tuple[RunConfig, dict[str, Any]]:
+def check_prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None
+                ) -> tuple[RunConfig, Recipe, dict[str, Any]]:
     """Every check of a prune run that needs no data and no model: the recipe with the command-line values, its
-    `training` block merged into the options, then the options and paths. Returns the configuration the run
-    uses (sections filled in, the block applied) and the keys the block set."""
+    `training` block merged into the options, then the options and paths.
+
+    Returns the configuration the run uses (sections filled in, the block applied), the run's recipe still
+    without its step window (`run_recipe`), and the keys the block set.
+    """
     from prunecli.pipelines.checks import check_run
 
     cfg = dataclasses.replace(cfg, prune=cfg.prune or PruneConfig(), distill=cfg.distill or DistillConfig())
     recipe = run_recipe(cfg.prune)
     cfg, from_recipe = apply_training(cfg, recipe.training, explicit)
     check_run(cfg)
-    return cfg, from_recipe
+    return cfg, recipe, from_recipe
 
 
 def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: OnEvent | None = None
@@ -119,7 +117,7 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     `explicit`: the options given on the command line, which win over the recipe's `training` block (None: those
     that differ from their defaults). `on_event`: receives what a person should see (default: notes logged).
     """
-    cfg, from_recipe = check_prune(cfg, explicit=explicit)
+    cfg, unwindowed, from_recipe = check_prune(cfg, explicit=explicit)
     show = on_event or _log_event
 
     from prunecli.report import sparsity_report
@@ -138,7 +136,8 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     run_epochs = trainer.max_train_steps / trainer.update_steps_per_epoch
     steps = pruning_window(prune_cfg, update_steps_per_epoch=trainer.update_steps_per_epoch,
                            num_train_epochs=run_epochs)
-    recipe = build_recipe(prune_cfg, steps)
+    # the one recipe of the run: its window fills start/end (and the frequency) where the recipe sets none
+    recipe = unwindowed.with_steps(steps)
     pruner = Pruner(trainer.unwrapped_model, recipe)
 
     is_main = trainer.accelerator.is_main_process

@@ -208,7 +208,7 @@ def test_mixed_recipe_is_the_reference_configuration():
 
 def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(tmp_path):
     from prunecli.config import PruneConfig
-    from prunecli.pipelines.prune import build_recipe
+    from prunecli.pipelines.prune import run_recipe
 
     path = tmp_path / "late_start.json"
     path.write_text('{"start_step": 10, "target_sparsity": 0.5}')
@@ -216,11 +216,12 @@ def test_start_step_without_end_step_loads_and_is_checked_once_steps_are_known(t
     with pytest.raises(RecipeError, match="after end_step") as info:
         recipe.resolve()  # used as is (Python API), end_step is the default 0
     assert info.value.path == "start_step"
-    built = build_recipe(PruneConfig(recipe=str(path)), {"start_step": 0, "end_step": 40, "pruning_frequency": 5})
+    unwindowed = run_recipe(PruneConfig(recipe=str(path)))  # loads: the window is not known yet
+    built = unwindowed.with_steps({"start_step": 0, "end_step": 40, "pruning_frequency": 5})
     [group] = built.resolve()
     assert (group.start_step, group.end_step, group.pruning_frequency) == (10, 40, 5)
     with pytest.raises(RecipeError, match="after end_step"):
-        build_recipe(PruneConfig(recipe=str(path)), {"start_step": 0, "end_step": 8, "pruning_frequency": 1})
+        unwindowed.with_steps({"start_step": 0, "end_step": 8, "pruning_frequency": 1})
 
 
 def test_demo_finds_the_committed_recipes_and_they_load():
