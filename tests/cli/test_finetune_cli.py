@@ -231,3 +231,20 @@ def test_minilm_alias(monkeypatch):
 @needs_glue_and_minilm
 def test_minilm_mrpc_one_epoch_beats_the_majority_class(minilm_mrpc_dense):
     assert json.loads((minilm_mrpc_dense / "eval_results.json").read_text())["accuracy"] > 0.684
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--learning_rate", "0", "--learning_rate must be positive"),
+    ("--per-device-train-batch-size", "0", "--per_device_train_batch_size must be at least 1"),
+    ("--validation_file", "no_such.csv", "--validation_file no_such.csv: no such file"),
+    ("--checkpointing_steps", "often", "--checkpointing_steps 'often'"),
+])
+def test_bad_options_stop_before_the_data_or_the_model_is_loaded(option, value, message, tmp_path, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("data and model were loaded before the options were checked")
+
+    monkeypatch.setattr("prunecli.training.models.prepare_training", no_loading)
+    train = write_rows(tmp_path / "train.csv", sentiment_rows(8))
+    result = cli("finetune", "--model_name_or_path", tmp_path / "no_such_model", "--train_file", train,
+                 "--output_dir", tmp_path / "out", option, value)
+    assert_user_error(result, message)
