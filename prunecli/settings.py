@@ -174,7 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
     # ---- pruning -----------------------------------------------------------------------------------------
     _s("recipe", str, None, "JSON recipe; command-line pruning options act as its global values.", "prune",
        optional=True),
-    # options that are recipe keys: a given value is the recipe's top-level value
+    # options that are recipe keys: a given value is the recipe's top-level value. The recipe defaults of the
+    # group keys (here and under "recipe keys with no option") are Intel Neural Compressor 2.x
+    # `WeightPruningConfig`'s, with the pooler excluded as in INC's GLUE example.
     _s("target_sparsity", float, 0.9, "Final fraction of zero weights in the group's layers, in [0, 1).", "prune",
        recipe="group", ge=0, lt=1),
     _s("initial_sparsity", float, 0.0, "Sparsity the first pruning event reaches at once (oBERT-style one-shot "

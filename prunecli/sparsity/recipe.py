@@ -125,9 +125,8 @@ class _Frozen(BaseModel):
 
 
 #: Every key of a pruning group with its built-in default, built from the settings (the one home of the recipe's
-#: keys, defaults, ranges and help). The defaults are Intel Neural Compressor 2.x `WeightPruningConfig`'s, with the
-#: pooler excluded as in INC's GLUE example (so `Pruner(model, {...})` from Python and `prunecli prune` prune the
-#: same layers).
+#: keys, defaults, ranges and help), so `Pruner(model, {...})` from Python and `prunecli prune` prune the same
+#: layers.
 GroupSettings = create_model(
     "GroupSettings", __base__=_Frozen, __doc__="Every key of a pruning group, resolved (no key unset).",
     **{key: setting_field(setting, **_KEY_CHECKS.get(key, {})) for key, setting in GROUP_SETTINGS.items()},
