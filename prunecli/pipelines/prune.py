@@ -106,7 +106,18 @@ def check_prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None
     recipe = run_recipe(cfg.prune)
     cfg, from_recipe = apply_training(cfg, recipe.training, explicit)
     check_run(cfg)
+    _check_epochs(cfg)
     return cfg, recipe, from_recipe
+
+
+def _check_epochs(cfg: RunConfig) -> None:
+    """Warm-up and cool-down epochs that leave no room for pruning, refused before the data is read (the exact
+    window waits for the number of steps per epoch; with --max_train_steps the run's length is known only then)."""
+    epochs, warm, cool = cfg.train.num_train_epochs, cfg.prune.sparsity_warm_epochs, cfg.prune.cooldown_epochs
+    if not cfg.train.max_train_steps and warm + cool > epochs:
+        raise UserError(f"--sparsity_warm_epochs / --cooldown_epochs: {epochs:g} epochs leave no room for {warm:g} "
+                        f"warm-up and {cool:g} cool-down epochs",
+                        hint="train for more epochs, or shorten the warm-up or cool-down")
 
 
 def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: OnEvent | None = None

@@ -456,6 +456,7 @@ def test_compact_refuses_bad_input_with_exit_2_and_leaves_nothing_half_written(w
     (["--cooldown_lr_decay", "cubic"], "--cooldown_lr_decay 'cubic' is not one of none, linear, cosine"),
     (["--train_file", "no/such.csv"], "--train_file no/such.csv: no such file"),
     (["--pruning_frequency", "0"], "pruning_frequency"),
+    (["--num_train_epochs", "2", "--sparsity_warm_epochs", "1", "--cooldown_epochs", "1.5"], "no room"),
 ])
 def test_bad_input_stops_before_the_data_or_the_model_is_loaded(workdir, tmp_path, monkeypatch, extra, message):
     def no_loading(*args, **kwargs):
