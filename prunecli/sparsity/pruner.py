@@ -48,8 +48,8 @@ from prunecli.sparsity.matching import _candidates, match_blocks, match_layers
 from prunecli.sparsity.patterns import ChannelPattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
 from prunecli.sparsity.selection import select_lowest
-from prunecli.sparsity.structure import AttentionBlock
 from prunecli.sparsity.units import Member, unit_masks, unit_view
+from prunecli.structure import AttentionBlock
 
 STATE_FORMAT = "prunecli.pruner/2"
 _OLD_FORMAT = "prunecli.pruner/1"  # one score per layer (before layers could be shared by groups)
