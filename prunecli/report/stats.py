@@ -35,7 +35,7 @@ from prunecli.errors import CheckpointError, UserError
 from prunecli.report import units
 from prunecli.report.arrays import as_array, count_zeros, dtype_name, is_float, zero_mask
 from prunecli.report.load import RECIPE_FILE, load_recipe_file, load_tensors
-from prunecli.structure import TASK_HEAD_NAMES, UNIT_PATTERNS, zero_lines
+from prunecli.structure import UNIT_PATTERNS, is_task_head, zero_lines
 
 SCHEMA_VERSION = 2  # 2: the `units` section (heads and neurons per layer)
 PRUNED_MIN_SPARSITY = 0.01
@@ -96,9 +96,9 @@ def tensor_kind(name: str, tensor) -> str:
 
 
 def _matmul_role(module: list[str]) -> str:
-    lowered = [s.lower() for s in module]
-    if any(s in TASK_HEAD_NAMES for s in lowered):
+    if is_task_head(".".join(module)):
         return "head"
+    lowered = [s.lower() for s in module]
     if any("attn" in s or "attention" in s or s in _ATTENTION_SEGMENTS for s in lowered):
         return "attention"
     if any(s in _FFN_SEGMENTS for s in lowered):
@@ -342,8 +342,10 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         config = units.read_config(folder)
     shapes = {name: tuple(getattr(tensors[name], "shape", ())) for name in sorted(tensors, key=natural_key)}
     structure = units.structure_of(shapes, config, recipe)
-    unit_members, unit_lines = structure.zero_lines_needed(), {}
-    removed = units.removed_slices(recipe, structure)
+    compacted = units.compacted_section(folder)  # its units are gone already: no slice of a layer is removed
+    unit_members = set() if compacted else structure.zero_lines_needed()
+    unit_lines: dict[str, dict] = {}
+    removed = {} if compacted else units.removed_slices(recipe, structure)
     layers, others = [], {kind: _aggregate() for kind in OTHER_KINDS}
     totals = {"matmul": _aggregate(), "all": _aggregate(), "pruned": _aggregate()}
     group_stats = [{"numel": 0, "zeros": 0, "block_numel": 0, "block_zeros": 0.0, "found": set()} for _ in groups]
@@ -442,7 +444,7 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         "recipe": recipe_out,
         "layers": sorted(layers, key=lambda layer: natural_key(layer["name"])),
         "others": [{"kind": kind, **agg} for kind, agg in others.items() if agg["tensors"]],
-        "units": units.units_section(structure, unit_lines, folder),
+        "units": compacted or units.units_section(structure, unit_lines),
         "warnings": list(dict.fromkeys(warnings)),
     }
 

@@ -46,12 +46,9 @@ def structure_of(shapes: Mapping[str, Sequence[int]], config: Mapping[str, Any] 
     return read_weights(shapes, config, recorded_head_counts(recipe))
 
 
-def units_section(structure: Structure, lines: Mapping[str, Mapping[str, np.ndarray]],
-                  folder: Path | None) -> dict[str, Any] | None:
-    """The report's `units`: per block, units kept of units (None when no block is found)."""
-    compacted = _compacted(folder)
-    if compacted is not None:
-        return compacted
+def units_section(structure: Structure, lines: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any] | None:
+    """The report's `units` of a sparse checkpoint: per block, the units compaction keeps of the units it has
+    (None when no block is found)."""
     if not structure.blocks:
         return None
     layers = [{k: entry[k] for k in ("block", "unit", "kept", "of")}
@@ -59,7 +56,9 @@ def units_section(structure: Structure, lines: Mapping[str, Mapping[str, np.ndar
     return _totals(layers, "weights") if layers else None
 
 
-def _compacted(folder: Path | None) -> dict[str, Any] | None:
+def compacted_section(folder: Path | None) -> dict[str, Any] | None:
+    """The report's `units` of a compacted checkpoint, as its `compact_report.json` records them (None when the
+    folder has none: the checkpoint is not compacted)."""
     try:
         report = json.loads((folder / COMPACT_REPORT_FILE).read_text(encoding="utf-8")) if folder else None
     except (OSError, ValueError):

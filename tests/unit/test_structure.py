@@ -121,6 +121,7 @@ def test_the_report_compact_the_card_and_inspect_count_the_same_units(tmp_path):
     assert {(p["block"], p["unit"]): (p["kept"], p["of"]) for p in written["plan"]} == expected
     small = sparsity_report(tmp_path / "small")  # inspect of the compacted checkpoint
     assert counts(small["units"]) == expected and small["units"]["source"] == "compacted"
+    assert (tmp_path / "small" / "prune_recipe.json").is_file() and small["warnings"] == []
 
 
 def test_head_and_neuron_groups_have_a_blockwise_ratio_and_no_warning(tmp_path):
