@@ -95,6 +95,11 @@ class AttentionBlock:
     def units(self) -> int:
         return self.num_heads
 
+    @property
+    def unit_size(self) -> int:
+        """Rows (or columns) of a member one unit spans."""
+        return self.head_size
+
 
 @dataclass(frozen=True)
 class FeedForwardBlock:
@@ -122,6 +127,10 @@ class FeedForwardBlock:
     @property
     def units(self) -> int:
         return self.size
+
+    @property
+    def unit_size(self) -> int:
+        return 1
 
 
 @dataclass(frozen=True)

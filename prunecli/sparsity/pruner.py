@@ -109,13 +109,9 @@ class Pruner:
     def _blocks(self, model: nn.Module, cfg: ResolvedGroup, layer_of) -> list[Block]:
         blocks = []
         for block in match_blocks(model, cfg, self.recipe.source):
-            if isinstance(block, AttentionBlock):
-                members = [Member(0, block.head_size)] * 3 + [Member(1, block.head_size)]
-                units, minimum = block.num_heads, cfg.min_heads_per_layer
-            else:
-                members = [Member(0, 1), Member(1, 1)]
-                units, minimum = block.size, cfg.min_neurons_per_layer
-            blocks.append(Block(block.name, [layer_of(name) for name in block.members], members, units, minimum))
+            minimum = cfg.min_heads_per_layer if isinstance(block, AttentionBlock) else cfg.min_neurons_per_layer
+            blocks.append(Block(block.name, [layer_of(name) for name, _ in block.cuts],
+                                [Member(axis, block.unit_size) for _, axis in block.cuts], block.units, minimum))
         return blocks
 
     # ------------------------------------------------------------------ hooks
