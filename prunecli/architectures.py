@@ -171,7 +171,7 @@ def install_registration_hook() -> None:
 def base_model_type(config) -> str:
     """The base architecture of a config (`prunecli-bert` -> `bert`); a StructureError (exit 2) if compacted
     checkpoints of it cannot be saved and loaded."""
-    from prunecli.sparsity.structure import StructureError
+    from prunecli.structure import StructureError
 
     model_type = getattr(config, "model_type", "")
     base = model_type[len(PREFIX):] if model_type.startswith(PREFIX) else model_type

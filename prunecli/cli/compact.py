@@ -137,7 +137,7 @@ def run(model, tokenizer, target: Path, *, source: Path | None, inputs: dict, on
     """
     from prunecli.architectures import base_model_type, compact_model
     from prunecli.sparsity.compact import plan_compaction
-    from prunecli.sparsity.structure import StructureError
+    from prunecli.structure import StructureError
     from prunecli.training import checkpoint as ckpt
 
     model.eval()

@@ -35,7 +35,7 @@ from prunecli.errors import CheckpointError, UserError
 from prunecli.report import units
 from prunecli.report.arrays import as_array, count_zeros, dtype_name, is_float, zero_mask
 from prunecli.report.load import RECIPE_FILE, load_recipe_file, load_tensors
-from prunecli.sparsity.matching import TASK_HEAD_NAMES
+from prunecli.structure import UNIT_PATTERNS, is_task_head, zero_lines
 
 SCHEMA_VERSION = 2  # 2: the `units` section (heads and neurons per layer)
 PRUNED_MIN_SPARSITY = 0.01
@@ -96,9 +96,9 @@ def tensor_kind(name: str, tensor) -> str:
 
 
 def _matmul_role(module: list[str]) -> str:
-    lowered = [s.lower() for s in module]
-    if any(s in TASK_HEAD_NAMES for s in lowered):
+    if is_task_head(".".join(module)):
         return "head"
+    lowered = [s.lower() for s in module]
     if any("attn" in s or "attention" in s or s in _ATTENTION_SEGMENTS for s in lowered):
         return "attention"
     if any(s in _FFN_SEGMENTS for s in lowered):
@@ -296,7 +296,8 @@ def _recipe_groups(recipe: Any) -> list[dict]:
     return out
 
 
-def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None = None) -> dict:
+def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None = None,
+                    config: Mapping[str, Any] | None = None) -> dict:
     """The sparsity report of a checkpoint path or an in-memory state dict (see the module doc and docs/inspect.md).
 
     An in-memory state dict maps names to torch tensors (what `prune` passes), numpy arrays or `RawFloat`s;
@@ -305,6 +306,8 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
     With `recipe` (the resolved recipe: `{"pruning_configs" or "groups": [{"pattern", "target_sparsity",
     "layers": [module names]}, ...]}`) or, for a folder, its `prune_recipe.json`, the pruned layers are the
     recipe's and the report adds the block-wise ratio and each group's achieved vs target sparsity.
+    `config` (the model's config as a dict; a folder's `config.json` by default) gives the head size and the
+    activation the `units` count needs (`prunecli.structure`: the same count `prunecli compact` applies).
     Raises CheckpointError for bad files; a malformed in-memory recipe is a caller's bug (ValueError), a
     malformed `prune_recipe.json` only a warning.
     """
@@ -328,11 +331,21 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
                 raise ValueError(err.message) from err
             warnings.append(f"{RECIPE_FILE}: {err.message}; ignored")
             recipe = None
-    weight_group = {w: g["index"] for g in groups for w in g["weights"]}
-
-    names = set(tensors)
-    unit_members, unit_lines = units.members(names), {}
-    removed = units.removed_slices(recipe, names)
+    # A layer is in at most one element group and in any head/neuron groups (the pruner's rule): it counts in
+    # each; its `group` in the table is its element group, else its first group.
+    weight_groups: dict[str, list[int]] = {}
+    for g in groups:
+        for w in g["weights"]:
+            weight_groups.setdefault(w, []).append(g["index"])
+    folder = Path(source) if src and Path(source).is_dir() else None
+    if config is None:
+        config = units.read_config(folder)
+    shapes = {name: tuple(getattr(tensors[name], "shape", ())) for name in sorted(tensors, key=natural_key)}
+    structure = units.structure_of(shapes, config, recipe)
+    compacted = units.compacted_section(folder)  # its units are gone already: no slice of a layer is removed
+    unit_members = set() if compacted else structure.zero_lines_needed()
+    unit_lines: dict[str, dict] = {}
+    removed = {} if compacted else units.removed_slices(recipe, structure)
     layers, others = [], {kind: _aggregate() for kind in OTHER_KINDS}
     totals = {"matmul": _aggregate(), "all": _aggregate(), "pruned": _aggregate()}
     group_stats = [{"numel": 0, "zeros": 0, "block_numel": 0, "block_zeros": 0.0, "found": set()} for _ in groups]
@@ -340,6 +353,8 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
     for name in tensors:
         tensor = as_array(tensors[name])
         kind = tensor_kind(name, tensor)
+        if name in unit_members and tensor.ndim in (1, 2):
+            unit_lines[name] = zero_lines(zero_mask(tensor))
         if kind in OTHER_KINDS:
             zeros = count_zeros(tensor)
             _add(others[kind], tensor.size, zeros)
@@ -347,11 +362,10 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
                 _add(totals["all"], tensor.size, zeros)
             continue
         stats = tensor_structure(tensor)
-        if name in unit_members and tensor.ndim == 2:
-            unit_lines[name] = units.empty_lines(zero_mask(tensor))
-        group = weight_group.get(name)
+        in_groups = weight_groups.get(name, [])
+        element_groups = [i for i in in_groups if groups[i]["pattern"] not in UNIT_PATTERNS]
         matmul = kind in MATMUL_KINDS
-        pruned = group is not None if groups else (matmul and stats["sparsity"] >= PRUNED_MIN_SPARSITY)
+        pruned = bool(in_groups) if groups else (matmul and stats["sparsity"] >= PRUNED_MIN_SPARSITY)
         layers.append({
             "name": name,
             "module": name[: -len(".weight")] if name.endswith(".weight") else name,
@@ -361,28 +375,36 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
             "dtype": dtype_name(tensor),
             **stats,
             "pruned": pruned,
-            "group": group,
+            "group": (element_groups or in_groups or [None])[0],
         })
         _add(totals["all"], stats["numel"], stats["zeros"])
         if matmul:
             _add(totals["matmul"], stats["numel"], stats["zeros"])
         if pruned:
             _add(totals["pruned"], stats["numel"], stats["zeros"])
-        if group is not None:
+        layer_block_zeros = None  # weights in all-zero units of the layer's recipe patterns
+        if name in removed and tensor.ndim == 2:  # on what heads/neurons left
+            numel, zeros = units.remaining_counts(zero_mask(tensor), removed[name])
+            layer_block_zeros = float(stats["numel"] - numel)  # the weights of the removed heads/neurons
+        else:
+            numel, zeros = stats["numel"], stats["zeros"]
+        for group in in_groups:
             gs = group_stats[group]
             gs["found"].add(name)
-            numel, zeros = (units.remaining_counts(zero_mask(tensor), removed[name]) if name in removed
-                            and tensor.ndim == 2 else (stats["numel"], stats["zeros"]))  # on what heads/neurons left
             gs["numel"] += numel
             gs["zeros"] += zeros
             pattern = groups[group]["pattern"]
-            block = pattern_sparsity(tensor, pattern) if pattern else None
-            if block is None and pattern:
+            if pattern in UNIT_PATTERNS or not pattern:
+                continue  # a head/neuron group's ratios are its units' share (`_unit_share`)
+            block = pattern_sparsity(tensor, pattern)
+            if block is None:
                 warnings.append(f"group {group}: pattern {pattern!r} is not recognised; no block-wise ratio for it")
-            else:
-                gs["block_numel"] += stats["numel"]
-                gs["block_zeros"] += block * stats["numel"]
-                block_zero_weighted += block * stats["numel"]
+                continue
+            gs["block_numel"] += stats["numel"]
+            gs["block_zeros"] += block * stats["numel"]
+            layer_block_zeros = block * stats["numel"]  # the element pattern's blocks include the removed units
+        if layer_block_zeros is not None:
+            block_zero_weighted += layer_block_zeros
         del tensor
 
     recipe_out = None
@@ -402,9 +424,9 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
                 "missing": missing,
                 "numel": gs["numel"],
                 "zeros": gs["zeros"],
-                "sparsity": _unit_share(recipe, g) if g["pattern"] in ("head", "neuron") else
+                "sparsity": _unit_share(recipe, g) if g["pattern"] in UNIT_PATTERNS else
                 gs["zeros"] / gs["numel"] if gs["numel"] else 0.0,
-                "blockwise_sparsity": _unit_share(recipe, g) if g["pattern"] in ("head", "neuron") else
+                "blockwise_sparsity": _unit_share(recipe, g) if g["pattern"] in UNIT_PATTERNS else
                 gs["block_zeros"] / gs["block_numel"] if gs["block_numel"] else None,
             })
     matmul_numel = totals["matmul"]["numel"]
@@ -422,8 +444,7 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         "recipe": recipe_out,
         "layers": sorted(layers, key=lambda layer: natural_key(layer["name"])),
         "others": [{"kind": kind, **agg} for kind, agg in others.items() if agg["tensors"]],
-        "units": units.units_section(names, unit_lines, Path(source) if src and Path(source).is_dir() else None,
-                                     (recipe or {}).get("pruned_units") if isinstance(recipe, Mapping) else None),
+        "units": compacted or units.units_section(structure, unit_lines),
         "warnings": list(dict.fromkeys(warnings)),
     }
 

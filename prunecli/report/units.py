@@ -1,119 +1,66 @@
 """Heads and neurons of a checkpoint, counted per layer from its tensors: the report's `units` section.
 
-No model is built: attention and feed-forward blocks are found by tensor names (the layouts of
-`prunecli.sparsity.structure`: BERT-like `...attention.self.{query,key,value}` with `...attention.output.dense`,
-DistilBERT's `q_lin`/`k_lin`/`v_lin`/`out_lin`, `intermediate.dense` with `output.dense`, `lin1`/`lin2`,
-`fc1`/`fc2`), the head size from `config.json`.
+No model is built and nothing here decides what a block or a removable unit is: the blocks are
+`prunecli.structure.read_weights`' (tensor names and shapes, the head size from `config.json`) and the
+counts are `prunecli.structure.plan_units`' summary, the very plan `prunecli compact` applies. So the
+report, the model card, `inspect` and `compact` show the same numbers:
 
-- In a sparse checkpoint, a head is removed when its output-projection columns are all zero, a neuron when
-  its down-projection column (or its up-projection row) is all zero: what `prunecli compact` would remove.
-- In a compacted checkpoint (`compact_report.json` beside it), the counts are the kept units of the dense
-  model's, as the compaction recorded them.
+- in a sparse checkpoint, the heads and neurons compaction would keep (a head with zero output columns,
+  or zero value rows and value bias, goes; a neuron with a zero down column goes, and so does one with a
+  zero up row, its constant folded, when the config names the activation);
+- in a compacted checkpoint (`compact_report.json` beside it), the kept units of the dense model's, as the
+  compaction recorded them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-_ATTENTION = (("query", "key", "value", None), ("q_lin", "k_lin", "v_lin", "out_lin"),
-              ("q_proj", "k_proj", "v_proj", "out_proj"), ("q_proj", "k_proj", "v_proj", "o_proj"),
-              ("q", "k", "v", "o"))
-_FFN = (("intermediate.dense", "output.dense"), ("lin1", "lin2"), ("fc1", "fc2"))
+from prunecli.structure import Structure, plan_units, read_weights
+
+COMPACT_REPORT_FILE = "compact_report.json"
 
 
-def blocks_by_name(names: set[str]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """Attention blocks {name, query, key, value, output} and feed-forward blocks {name, up, down} (weights)."""
-    attention, ffn = [], []
-    for name in sorted(names):
-        for q, k, v, o in _ATTENTION:
-            suffix = f".{q}.weight"
-            if not name.endswith(suffix):
-                continue
-            prefix = name[: -len(suffix)]
-            parent = prefix.rsplit(".", 1)[0] if "." in prefix else ""
-            output = f"{prefix}.{o}.weight" if o else f"{parent}.output.dense.weight"
-            members = [f"{prefix}.{k}.weight", f"{prefix}.{v}.weight", output]
-            if all(m in names for m in members):
-                attention.append({"name": prefix, "query": name, "key": members[0], "value": members[1],
-                                  "output": output})
-                break
-        for up, down in _FFN:
-            suffix = f".{up}.weight"
-            if name.endswith(suffix) and f"{name[: -len(suffix)]}.{down}.weight" in names:
-                prefix = name[: -len(suffix)]
-                if up == "intermediate.dense" and not any(n.startswith(f"{prefix}.attention.") for n in names):
-                    continue
-                ffn.append({"name": prefix, "up": name, "down": f"{prefix}.{down}.weight"})
-                break
-    return attention, ffn
-
-
-def members(names: set[str]) -> set[str]:
-    """The weight names whose all-zero rows and columns the unit count needs."""
-    attention, ffn = blocks_by_name(names)
-    return {b["output"] for b in attention} | {m for b in ffn for m in (b["up"], b["down"])}
-
-
-def empty_lines(zeros: np.ndarray) -> dict[str, np.ndarray]:
-    """All-zero rows and columns of a 2-D zero mask (what the unit count keeps of a member tensor)."""
-    return {"rows": zeros.all(axis=1), "cols": zeros.all(axis=0)}
-
-
-def _config(folder: Path | None) -> dict[str, Any]:
+def read_config(folder: Path | None) -> dict[str, Any]:
+    """A checkpoint folder's `config.json` (empty when there is none or it is not JSON)."""
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")) if folder else {}
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8")) if folder else {}
     except (OSError, ValueError):
         return {}
+    return config if isinstance(config, dict) else {}
 
 
-def _head_size(config: dict[str, Any]) -> int | None:
-    hidden = config.get("hidden_size", config.get("dim"))
-    heads = config.get("num_attention_heads", config.get("n_heads"))
-    return hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads else None
+def recorded_head_counts(recipe: Any) -> dict[str, int]:
+    """Heads per attention block as a resolved recipe's `pruned_units` record them (geometry without config)."""
+    entries = recipe.get("pruned_units") if isinstance(recipe, Mapping) else None
+    return {e["block"]: int(e["units"]) for e in entries or [] if e.get("unit") == "head"}
 
 
-def units_section(names: set[str], lines: dict[str, dict[str, np.ndarray]], folder: Path | None,
-                  recorded: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    """The report's `units`: per block, units kept of units (None when no block is found).
+def structure_of(shapes: Mapping[str, Sequence[int]], config: Mapping[str, Any] | None, recipe: Any) -> Structure:
+    """The checkpoint's structure: its blocks, with head geometry from the recipe's record or the config."""
+    return read_weights(shapes, config, recorded_head_counts(recipe))
 
-    `recorded`: the `pruned_units` of a resolved recipe (what `prune` passes for its in-memory model, whose
-    head size no config.json tells), used for the blocks it covers.
-    """
-    attention, ffn = blocks_by_name(names)
-    if not attention and not ffn:
+
+def units_section(structure: Structure, lines: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any] | None:
+    """The report's `units` of a sparse checkpoint: per block, the units compaction keeps of the units it has
+    (None when no block is found)."""
+    if not structure.blocks:
         return None
-    compacted = _compacted(folder)
-    if compacted is not None:
-        return compacted
-    if recorded and folder is None:
-        return _totals([{"block": r["block"], "unit": r["unit"], "kept": r["units"] - len(r["pruned"]),
-                         "of": r["units"]} for r in recorded], "recipe")
-    head_size = _head_size(_config(folder))
-    out = []
-    if head_size:
-        for b in attention:
-            cols = lines.get(b["output"], {}).get("cols")
-            if cols is None or cols.size % head_size:
-                continue
-            silent = cols.reshape(-1, head_size).all(axis=1)
-            out.append({"block": b["name"], "unit": "head", "kept": int((~silent).sum()), "of": int(silent.size)})
-    for b in ffn:
-        down, up = lines.get(b["down"]), lines.get(b["up"])
-        if down is None or up is None:
-            continue
-        removable = down["cols"] | up["rows"]
-        out.append({"block": b["name"], "unit": "neuron", "kept": int((~removable).sum()),
-                    "of": int(removable.size)})
-    return _totals(out, "weights")
+    layers = [{k: entry[k] for k in ("block", "unit", "kept", "of")}
+              for entry in plan_units(structure, lines).summary()]
+    return _totals(layers, "weights") if layers else None
 
 
-def _compacted(folder: Path | None) -> dict[str, Any] | None:
+def compacted_section(folder: Path | None) -> dict[str, Any] | None:
+    """The report's `units` of a compacted checkpoint, as its `compact_report.json` records them (None when the
+    folder has none: the checkpoint is not compacted)."""
     try:
-        report = json.loads((folder / "compact_report.json").read_text(encoding="utf-8")) if folder else None
+        report = json.loads((folder / COMPACT_REPORT_FILE).read_text(encoding="utf-8")) if folder else None
     except (OSError, ValueError):
         return None
     if not isinstance(report, dict) or not isinstance(report.get("plan"), list):
@@ -126,20 +73,18 @@ def _totals(layers: list[dict[str, Any]], source: str) -> dict[str, Any]:
     return {"source": source, "layers": layers, "heads_removed": removed["head"], "neurons_removed": removed["neuron"]}
 
 
-def removed_slices(recipe: Any, names: set[str]) -> dict[str, tuple[int, list[int], int]]:
+def removed_slices(recipe: Any, structure: Structure) -> dict[str, tuple[int, list[int], int]]:
     """Per member weight of a head/neuron group's block: (axis, removed unit indices, units), from the recipe's
     `pruned_units`; an element pattern on that weight is measured on what the units left."""
-    entries = (recipe or {}).get("pruned_units") if isinstance(recipe, dict) else None
+    entries = recipe.get("pruned_units") if isinstance(recipe, Mapping) else None
     if not entries:
         return {}
-    attention, ffn = blocks_by_name(names)
-    by_block = {b["name"]: [(b["query"], 0), (b["key"], 0), (b["value"], 0), (b["output"], 1)] for b in attention}
-    by_block.update({b["name"]: [(b["up"], 0), (b["down"], 1)] for b in ffn})
+    cuts = {b.name: b.cuts for b in structure.blocks}
     out: dict[str, tuple[int, list[int], int]] = {}
     for entry in entries:
-        for weight, axis in by_block.get(entry["block"], []):
+        for member, axis in cuts.get(entry["block"], ()):
             if entry["pruned"]:
-                out[weight] = (axis, list(entry["pruned"]), int(entry["units"]))
+                out[f"{member}.weight"] = (axis, list(entry["pruned"]), int(entry["units"]))
     return out
 
 

@@ -1,16 +1,11 @@
 """Compaction: physically remove pruned attention heads and feed-forward neurons, with the same function.
 
 Pruning leaves zeros in dense matrices; compaction turns whole zero structures into smaller matrices, which
-is what makes a model faster on any runtime. A unit is removed only where that is exact:
-
-- an attention head whose output-projection columns are all zero contributes nothing (whatever its query,
-  key and value compute), and neither does one whose value rows and value bias are zero; it is removed
-  with its query, key and value rows (and biases) and its output columns. A block left with no head keeps
-  one silent head (zero output columns: it adds nothing), so the attention module still has a shape;
-- a feed-forward neuron whose down-projection column is zero contributes nothing; one whose up-projection
-  row is zero outputs the constant `act(bias)`, whose contribution `down[:, i] * act(bias_i)` is folded
-  into the down projection's bias before the neuron is removed (never dropped). Without a known
-  activation such a neuron is kept.
+is what makes a model faster on any runtime. Which units go, and why that is exact, is decided by
+`prunecli.structure.plan_units` (the same rule the sparsity report counts a checkpoint with): heads whose
+output columns, or value rows and value bias, are zero; neurons whose down column is zero, and neurons
+whose up row is zero, whose constant `act(bias)` is folded into the down bias here before they go (never
+dropped). A block left with no head keeps one silent head, so the attention module still has a shape.
 
 `plan_compaction(model)` finds the units, `compact_(model, plan)` rewrites the Linear modules in place;
 `layer_sizes(model)` / `apply_layer_sizes(model, sizes)` describe and rebuild the per-layer shapes (what a
@@ -19,47 +14,21 @@ saved compact checkpoint's config records). torch only: the checkpoint format is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 from torch import nn
 
-from prunecli.sparsity.structure import (
+from prunecli.structure import (
+    HEAD_COUNT_ATTRS,
     AttentionBlock,
+    CompactionPlan,
+    Structure,
     activation_of,
-    attention_blocks,
-    feed_forward_blocks,
+    plan_units,
+    read_model,
+    zero_lines,
 )
 
-
-@dataclass
-class CompactionPlan:
-    """What `compact_` keeps: per attention block the head indices, per feed-forward block the neurons."""
-
-    heads: dict[str, list[int]] = field(default_factory=dict)
-    neurons: dict[str, list[int]] = field(default_factory=dict)
-    folded: dict[str, list[int]] = field(default_factory=dict)  # neurons whose constant output was folded
-    head_totals: dict[str, int] = field(default_factory=dict)
-    neuron_totals: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def heads_removed(self) -> int:
-        return sum(self.head_totals[b] - len(kept) for b, kept in self.heads.items())
-
-    @property
-    def neurons_removed(self) -> int:
-        return sum(self.neuron_totals[b] - len(kept) for b, kept in self.neurons.items())
-
-    def summary(self) -> list[dict[str, Any]]:
-        """Per layer (attention and feed-forward blocks in order): units kept of units."""
-        out = []
-        for name, kept in self.heads.items():
-            out.append({"block": name, "unit": "head", "kept": len(kept), "of": self.head_totals[name]})
-        for name, kept in self.neurons.items():
-            out.append({"block": name, "unit": "neuron", "kept": len(kept), "of": self.neuron_totals[name],
-                        "folded": len(self.folded.get(name, []))})
-        return out
+__all__ = ["CompactionPlan", "apply_layer_sizes", "compact_", "layer_sizes", "plan_compaction"]
 
 
 def _module(model: nn.Module, name: str) -> nn.Linear:
@@ -69,33 +38,14 @@ def _module(model: nn.Module, name: str) -> nn.Linear:
 
 
 @torch.no_grad()
-def plan_compaction(model: nn.Module) -> CompactionPlan:
-    """The heads and neurons of `model` that can be removed exactly (see the module doc)."""
-    plan = CompactionPlan()
-    for block in attention_blocks(model):
-        out = _module(model, block.output).weight
-        value = _module(model, block.value)
-        d = block.head_size
-        kept = []
-        for h in range(block.num_heads):
-            cols = slice(h * d, (h + 1) * d)
-            silent_output = bool((out[:, cols] == 0).all())
-            silent_value = bool((value.weight[cols] == 0).all()) and (
-                value.bias is None or bool((value.bias[cols] == 0).all()))
-            if not (silent_output or silent_value):
-                kept.append(h)
-        plan.heads[block.name] = kept or [0]  # a block keeps one silent head to keep its shape
-        plan.head_totals[block.name] = block.num_heads
-    for block in feed_forward_blocks(model):
-        up, down = _module(model, block.up), _module(model, block.down)
-        silent = (down.weight == 0).all(dim=0)
-        constant = (up.weight == 0).all(dim=1) & ~silent
-        if activation_of(model, block) is None:
-            constant[:] = False  # the constant cannot be computed: keep those neurons
-        plan.neurons[block.name] = torch.nonzero(~(silent | constant)).reshape(-1).tolist()
-        plan.folded[block.name] = torch.nonzero(constant).reshape(-1).tolist()
-        plan.neuron_totals[block.name] = block.size
-    return plan
+def plan_compaction(model: nn.Module, structure: Structure | None = None) -> CompactionPlan:
+    """The heads and neurons of `model` that can be removed exactly: `prunecli.structure.plan_units` over the
+    zero lines of its weights, the very rule the report counts a checkpoint with."""
+    structure = structure or read_model(model)
+    params = dict(model.named_parameters(remove_duplicate=False))
+    lines = {name: zero_lines((params[name] == 0).cpu().numpy())
+             for name in structure.zero_lines_needed() if name in params}
+    return plan_units(structure, lines)
 
 
 def _rows(linear: nn.Linear, index: torch.Tensor) -> nn.Linear:
@@ -123,7 +73,7 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def _set_head_count(model: nn.Module, block: AttentionBlock, heads: int) -> None:
     module = model.get_submodule(block.name)
-    for attr in ("num_attention_heads", "n_heads", "num_heads"):
+    for attr in HEAD_COUNT_ATTRS:
         if isinstance(getattr(module, attr, None), int):
             setattr(module, attr, heads)
     if isinstance(getattr(module, "all_head_size", None), int):
@@ -133,8 +83,9 @@ def _set_head_count(model: nn.Module, block: AttentionBlock, heads: int) -> None
 @torch.no_grad()
 def compact_(model: nn.Module, plan: CompactionPlan | None = None) -> CompactionPlan:
     """Remove the planned heads and neurons from `model` in place (the plan of `plan_compaction` by default)."""
-    plan = plan or plan_compaction(model)
-    for block in attention_blocks(model):
+    structure = read_model(model)
+    plan = plan or plan_compaction(model, structure)
+    for block in structure.attention:
         kept = plan.heads[block.name]
         if len(kept) == block.num_heads:
             continue
@@ -145,7 +96,7 @@ def compact_(model: nn.Module, plan: CompactionPlan | None = None) -> Compaction
         out = _module(model, block.output)
         _replace(model, block.output, _columns(out, rows.to(out.weight.device)))
         _set_head_count(model, block, len(kept))
-    for block in feed_forward_blocks(model):
+    for block in structure.feed_forward:
         kept = plan.neurons[block.name]
         if len(kept) == block.size:
             continue
@@ -169,7 +120,8 @@ def compact_(model: nn.Module, plan: CompactionPlan | None = None) -> Compaction
 
 def layer_sizes(model: nn.Module) -> list[dict[str, int]]:
     """Per encoder layer (attention and feed-forward blocks paired in order): heads and neurons it has."""
-    attention, ffn = attention_blocks(model), feed_forward_blocks(model)
+    structure = read_model(model)
+    attention, ffn = structure.attention, structure.feed_forward
     if len(attention) != len(ffn):
         raise ValueError(f"{len(attention)} attention blocks but {len(ffn)} feed-forward blocks")
     return [{"num_attention_heads": a.num_heads, "intermediate_size": f.size} for a, f in zip(attention, ffn,
@@ -185,7 +137,8 @@ def _resized(linear: nn.Linear, *, out_features: int | None = None, in_features:
 
 def apply_layer_sizes(model: nn.Module, sizes: list[dict[str, int]]) -> None:
     """Shrink a freshly built (dense-shaped) model to per-layer sizes, before its weights are loaded."""
-    attention, ffn = attention_blocks(model), feed_forward_blocks(model)
+    structure = read_model(model)
+    attention, ffn = structure.attention, structure.feed_forward
     if len(sizes) != len(attention) or len(sizes) != len(ffn):
         raise ValueError(f"the checkpoint describes {len(sizes)} layers, the model has {len(attention)}")
     for spec, a, f in zip(sizes, attention, ffn, strict=True):

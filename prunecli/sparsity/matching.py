@@ -1,7 +1,7 @@
 """Recipe groups -> model layers: which Linear-like modules each group prunes, and which it never touches.
 
-The one list of task-head names lives here (`TASK_HEAD_NAMES`); the pruner never prunes a module with such
-a name component (or the model's output embeddings), and `inspect` uses the same list to label heads.
+The pruner never prunes a task head (a module with a `prunecli.structure.TASK_HEAD_NAMES` name component, or
+the model's output embeddings); `inspect` labels heads with the same list.
 torch is imported only by the functions that walk a model, so the names can be read without it.
 """
 
@@ -11,14 +11,14 @@ import re
 from typing import TYPE_CHECKING, NamedTuple
 
 from prunecli.errors import RecipeError
+from prunecli.structure import TASK_HEAD_NAMES, is_task_head
+
+__all__ = ["TASK_HEAD_NAMES", "is_task_head", "match_blocks", "match_layers", "op_classes"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from prunecli.sparsity.recipe import ResolvedGroup
-
-#: Module-name components that make up a task head: never pruned, shown as "Head" by inspect.
-TASK_HEAD_NAMES = ("classifier", "pre_classifier", "score", "qa_outputs", "lm_head", "cls", "head")
 
 
 class MatchedLayer(NamedTuple):
@@ -33,11 +33,6 @@ def op_classes() -> dict[str, type]:
     from transformers.pytorch_utils import Conv1D
 
     return {"Linear": nn.Linear, "Conv1D": Conv1D}
-
-
-def is_task_head(name: str) -> bool:
-    """Whether a module (or tensor) name belongs to a task head, by its dotted components."""
-    return any(part in TASK_HEAD_NAMES for part in name.split("."))
 
 
 def _output_embedding_ids(model: nn.Module) -> set[int]:
@@ -160,7 +155,7 @@ def match_blocks(model: nn.Module, group: ResolvedGroup, source: str | None):
     selection: a block is in the group when one of its member layers matches (`re.search`).
     """
     from prunecli.sparsity.patterns import parse_pattern
-    from prunecli.sparsity.structure import attention_blocks, feed_forward_blocks
+    from prunecli.structure import attention_blocks, feed_forward_blocks
 
     kind = parse_pattern(group.pattern).name
     blocks = attention_blocks(model) if kind == "head" else feed_forward_blocks(model)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from prunecli.sparsity.selection import _numpy, _units_size, select_lowest
+from prunecli.structure import UNIT_PATTERNS
 
 REDUCE_TYPES = ("mean", "sum", "max")
 
@@ -368,7 +369,7 @@ class StructurePattern:
 
     A head is `head_size` rows of the query, key and value projections and the same columns of the output
     projection; a neuron is one row of the up projection and the same column of the down projection
-    (`prunecli.sparsity.structure` finds them, `prunecli.sparsity.units` lays each block out as a matrix
+    (`prunecli.structure` finds them, `prunecli.sparsity.units` lays each block out as a matrix
     with one row per unit, so that the row pattern `1xchannel` selects them). Removing such units makes
     the matrices smaller (`prunecli compact`), which is what makes a model faster on any runtime.
     """
@@ -390,7 +391,7 @@ class StructurePattern:
         return self.kind
 
 
-STRUCTURE_PATTERNS = ("head", "neuron")
+STRUCTURE_PATTERNS = UNIT_PATTERNS
 
 
 def parse_pattern(text: str) -> Pattern | StructurePattern:

@@ -48,8 +48,8 @@ from prunecli.sparsity.matching import _candidates, match_blocks, match_layers
 from prunecli.sparsity.patterns import ChannelPattern, StructurePattern, parse_pattern
 from prunecli.sparsity.recipe import Recipe, ResolvedGroup, load_recipe
 from prunecli.sparsity.selection import select_lowest
-from prunecli.sparsity.structure import AttentionBlock
 from prunecli.sparsity.units import Member, unit_masks, unit_view
+from prunecli.structure import AttentionBlock
 
 STATE_FORMAT = "prunecli.pruner/2"
 _OLD_FORMAT = "prunecli.pruner/1"  # one score per layer (before layers could be shared by groups)
@@ -109,13 +109,9 @@ class Pruner:
     def _blocks(self, model: nn.Module, cfg: ResolvedGroup, layer_of) -> list[Block]:
         blocks = []
         for block in match_blocks(model, cfg, self.recipe.source):
-            if isinstance(block, AttentionBlock):
-                members = [Member(0, block.head_size)] * 3 + [Member(1, block.head_size)]
-                units, minimum = block.num_heads, cfg.min_heads_per_layer
-            else:
-                members = [Member(0, 1), Member(1, 1)]
-                units, minimum = block.size, cfg.min_neurons_per_layer
-            blocks.append(Block(block.name, [layer_of(name) for name in block.members], members, units, minimum))
+            minimum = cfg.min_heads_per_layer if isinstance(block, AttentionBlock) else cfg.min_neurons_per_layer
+            blocks.append(Block(block.name, [layer_of(name) for name, _ in block.cuts],
+                                [Member(axis, block.unit_size) for _, axis in block.cuts], block.units, minimum))
         return blocks
 
     # ------------------------------------------------------------------ hooks

@@ -399,6 +399,13 @@ def test_prune_compact_writes_a_smaller_model_with_the_same_outputs(workdir, com
         json.loads((out / "eval_results.json").read_text()))
     inspected = runner.invoke(app, ["inspect", str(compact), "--json"])
     assert inspected.exit_code == 0, inspected.output
+    # the sparse checkpoint: inspect, prune's sparsity_report.json, the card and compact count the same units
+    sparse_report = json.loads(runner.invoke(app, ["inspect", str(out), "--json"]).stdout)
+    assert sparse_report["warnings"] == [] and sparse_report["model"]["blockwise_matmul"] > 0
+    assert sparse_report["units"] == json.loads((out / "sparsity_report.json").read_text())["units"]
+    kept = {(u["block"], u["unit"]): (u["kept"], u["of"]) for u in sparse_report["units"]["layers"]}
+    assert kept == {(p["block"], p["unit"]): (p["kept"], p["of"]) for p in report["plan"]}
+    assert all(f"| {k} of {n} |" in (out / "README.md").read_text() for k, n in kept.values())
 
 
 def test_compact_command_and_its_errors(workdir, compacted_run, tmp_path):

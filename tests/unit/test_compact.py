@@ -185,7 +185,7 @@ def test_a_layer_left_with_no_neurons_saves_and_loads_back(tmp_path):
 def test_an_architecture_whose_checkpoint_cannot_be_saved_is_refused_before_any_change():
     from transformers import MPNetConfig, MPNetForSequenceClassification
 
-    from prunecli.sparsity.structure import StructureError
+    from prunecli.structure import StructureError
 
     model = MPNetForSequenceClassification(MPNetConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2,
                                                        num_attention_heads=4, intermediate_size=64)).eval()
