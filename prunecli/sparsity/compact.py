@@ -14,7 +14,7 @@ is what makes a model faster on any runtime. A unit is removed only where that i
 
 `plan_compaction(model)` finds the units, `compact_(model, plan)` rewrites the Linear modules in place;
 `layer_sizes(model)` / `apply_layer_sizes(model, sizes)` describe and rebuild the per-layer shapes (what a
-saved compact checkpoint's config records). torch only: the checkpoint format is `prunecli.architectures`'.
+saved compact checkpoint's config records). torch only: the checkpoint format is `prunecli.models.architectures`'.
 """
 
 from __future__ import annotations
