@@ -82,12 +82,13 @@ def run(cfg: RunConfig, *, explicit: frozenset[str] | None = None) -> dict[str, 
     from rich.console import Console
 
     from prunecli.cli.tables import plan_table
+    from prunecli.models.loading import load_model_and_tokenizer
     from prunecli.report import sparsity_report
     from prunecli.report.card import model_card
     from prunecli.report.render import render_report
     from prunecli.sparsity.pruner import Pruner
     from prunecli.sparsity.recipe_training import apply_training, values_used
-    from prunecli.training.models import load_model_and_tokenizer, prepare_training
+    from prunecli.training.models import prepare_training
     from prunecli.training.setup import pruning_lr_factor
     from prunecli.training.trainer import Trainer
 
@@ -182,19 +183,19 @@ def _compact(trainer, output_dir, tokenized, console) -> dict[str, Any] | None:
     import copy
 
     from prunecli.cli import compact
+    from prunecli.pipelines.compact import CHECK_EXAMPLES, compact_and_save
 
     split = next(iter(tokenized.eval_splits.values()))
-    rows = [split[i] for i in range(min(compact.CHECK_EXAMPLES, len(split)))]
+    rows = [split[i] for i in range(min(CHECK_EXAMPLES, len(split)))]
     inputs = trainer.collate(rows)
     inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     model = copy.deepcopy(trainer.unwrapped_model).cpu()
     try:
-        report = compact.run(model, trainer.tokenizer, output_dir / COMPACT_DIR, source=output_dir, inputs=inputs)
+        report = compact_and_save(model, trainer.tokenizer, output_dir / COMPACT_DIR, source=output_dir,
+                                  inputs=inputs, checked_on=f"{len(rows)} evaluation examples")
     except UserError as err:
         console.print(f"[yellow]--compact:[/yellow] {err.message}", highlight=False)
         return None
-    report["checked_on"] = f"{len(rows)} evaluation examples"
-    compact._write_json(output_dir / COMPACT_DIR / compact.REPORT_FILE, report)
     compact.render(report, console)
     return report
 
