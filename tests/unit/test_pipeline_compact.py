@@ -148,3 +148,19 @@ def test_a_checkpoint_without_a_tokenizer_is_checked_on_random_ids_and_saved_wit
     # data options need the tokenizer: a checkpoint without one is then an error naming it
     with pytest.raises(UserError, match="model_only has no tokenizer"):
         compact_checkpoint(tmp_path / "model_only", tmp_path / "out2", data=DataConfig(task_name="sst2"))
+
+
+def test_the_command_reports_a_weights_file_and_a_dense_model_with_exit_2(sparse_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from prunecli.cli.app import app
+
+    runner = CliRunner()
+    weights_file = str(sparse_dir / "model.safetensors")
+    weights = runner.invoke(app, ["compact", weights_file, "--output_dir", str(tmp_path / "a")])
+    assert weights.exit_code == 2 and "is a file" in weights.output and "does not exist" not in weights.output
+    dense = make_tiny_bert(tmp_path / "dense")
+    nothing = runner.invoke(app, ["compact", str(dense), "--output_dir", str(tmp_path / "b")])
+    assert nothing.exit_code == 2 and f"nothing to compact in {dense}" in nothing.output
+    assert "Traceback" not in weights.output + nothing.output
+    assert not _leftovers(tmp_path, "a") and not _leftovers(tmp_path, "b")
