@@ -48,8 +48,8 @@ def build(work: Path) -> dict[str, dict]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from prunecli.cli import compact
     from prunecli.config import DataConfig
+    from prunecli.pipelines import compact
     from prunecli.sparsity.pruner import Pruner
     from prunecli.sparsity.recipe import Recipe, load_recipe
 
@@ -72,9 +72,7 @@ def build(work: Path) -> dict[str, dict]:
             model.save_pretrained(sparse)
             tokenizer.save_pretrained(sparse)
             inputs, described = compact.check_inputs(str(sparse), tokenizer, model, data, DEV_EXAMPLES)
-            report = compact.run(model, tokenizer, compacted, source=sparse, inputs=inputs)
-            report["checked_on"] = described
-            report_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            compact.compact_and_save(model, tokenizer, compacted, source=sparse, inputs=inputs, checked_on=described)
         report = json.loads(report_file.read_text())
         built[name] = {"recipe": recipe if isinstance(recipe, str) else recipe["pruning_configs"],
                        "sparse": str(sparse), "compacted": str(compacted),

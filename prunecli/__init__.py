@@ -8,7 +8,7 @@ The library works without the CLI. The public API is imported lazily so that
     from prunecli import compact_model  # remove pruned heads and neurons
 
 Importing prunecli also makes transformers' Auto classes load compacted checkpoints (per-layer heads and
-neurons, `prunecli compact`); see `prunecli.architectures`. That costs nothing until transformers loads.
+neurons, `prunecli compact`); see `prunecli.models.architectures`. That costs nothing until transformers loads.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ _LAZY = {
     "register_criterion": "prunecli.sparsity.criteria",
     "sparsity_report": "prunecli.report",
     "PruningCallback": "prunecli.training.callback",
-    "compact_model": "prunecli.architectures",
+    "compact_model": "prunecli.models.architectures",
 }
 
 __all__ = ["__version__", *_LAZY]
 
-from prunecli.architectures import install_registration_hook as _install  # noqa: E402
+from prunecli.models.architectures import install_registration_hook as _install  # noqa: E402
 
 _install()
 

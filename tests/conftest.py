@@ -41,7 +41,7 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 def minilm_available() -> bool:
     try:
-        from prunecli.data.demo import minilm_path
+        from prunecli.models.folders import minilm_path
 
         return minilm_path() is not None
     except Exception:

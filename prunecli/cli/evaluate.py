@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from prunecli.cli.options import EVALUATE_DATA_OPTIONS, EvalBS, Seed, TrustRemote, with_options
-from prunecli.config import EVALUATE_BATCH_SIZE, DataConfig, RunConfig
+from prunecli.config import EVALUATE_BATCH_SIZE, RunConfig
 
 NAME = "evaluate"
 logger = logging.getLogger("prunecli")
-_DATA_SOURCE_FIELDS = ("task_name", "data_dir", "validation_file")
 
 
 @with_options(EVALUATE_DATA_OPTIONS,
@@ -34,29 +31,6 @@ def command(
     run(checkpoint, run_config(options), as_json=as_json)
 
 
-def _defaults_from_checkpoint(checkpoint: str, data_cfg: DataConfig) -> DataConfig:
-    """With no data option given, evaluate on the data recorded in the checkpoint's run_args.json."""
-    from prunecli.data.demo import resolve_model_path
-    from prunecli.training import checkpoint as ckpt
-
-    if any(getattr(data_cfg, f) for f in (*_DATA_SOURCE_FIELDS, "train_file")):
-        return data_cfg
-    run_args = Path(resolve_model_path(checkpoint)) / ckpt.RUN_ARGS
-    try:
-        recorded = json.loads(run_args.read_text(encoding="utf-8")).get("data", {})
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return data_cfg
-    if not any(recorded.get(f) for f in _DATA_SOURCE_FIELDS):
-        return data_cfg
-    defaults = DataConfig()
-    merged = DataConfig(**vars(data_cfg))
-    for key in (*_DATA_SOURCE_FIELDS, "max_length", "pad_to_max_length"):
-        if key in recorded and getattr(data_cfg, key) == getattr(defaults, key):
-            setattr(merged, key, recorded[key])
-    logger.info("no data options: using those recorded in %s", run_args)
-    return merged
-
-
 def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any]:
     """Score a checkpoint on the evaluation split(s); print a rich table or, with as_json, JSON on stdout.
 
@@ -67,8 +41,9 @@ def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any
     from prunecli.cli.tables import render_metrics
     from prunecli.data.sources import load_task_data
     from prunecli.data.tokenize import tokenize_task_data
+    from prunecli.models.folders import with_recorded_data
+    from prunecli.models.loading import load_model_and_tokenizer
     from prunecli.training import checkpoint as ckpt
-    from prunecli.training.models import load_model_and_tokenizer
     from prunecli.training.progress import setup_logging
     from prunecli.training.setup import partial_state
     from prunecli.training.trainer import Trainer
@@ -76,7 +51,7 @@ def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any
     state = partial_state()
     setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level,
                   state.is_main_process)
-    cfg.data = _defaults_from_checkpoint(checkpoint, cfg.data)
+    cfg.data = with_recorded_data(checkpoint, cfg.data)
     with state.main_process_first():
         data = load_task_data(cfg.data, need_train=False, seed=cfg.train.seed)
     set_seed(cfg.train.seed)

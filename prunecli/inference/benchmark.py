@@ -166,7 +166,7 @@ def _parameters(model) -> tuple[int, int]:
 
 
 def _file_facts(model_dir: str) -> dict[str, Any]:
-    from prunecli.inference import weight_files
+    from prunecli.models.folders import weight_files
 
     files = weight_files(model_dir)
     size = sum(f.stat().st_size for f in files)
@@ -198,8 +198,8 @@ def _check_length(entry: _Model, sequence_length: int) -> None:
 def _load_tokenizer(entry: _Model):
     from transformers import AutoTokenizer
 
-    from prunecli.inference import quiet_transformers
     from prunecli.inference.onnx import max_positions
+    from prunecli.models.loading import quiet_transformers
 
     try:
         with quiet_transformers():
@@ -394,8 +394,8 @@ def _load_data(cfg: DataConfig, examples: int):
 
 
 def _load_models(models: Sequence[str | Path], sequence_length: int, say) -> list[_Model]:
-    from prunecli.inference import load_classifier
     from prunecli.inference.onnx import model_input_names
+    from prunecli.models.loading import load_classifier
 
     entries: list[_Model] = []
     taken: set[str] = set()

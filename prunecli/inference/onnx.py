@@ -93,9 +93,9 @@ def model_input_names(model) -> list[str]:
 
 def max_positions(config) -> int | None:
     """How many tokens the model can take (position embeddings, less RoBERTa's offset), or None if unbounded."""
-    from prunecli.training.models import _max_positions
+    from prunecli.models.loading import max_positions as model_max_positions
 
-    return _max_positions(config)
+    return model_max_positions(config)
 
 
 def _logits_module(model, names: Sequence[str]):
@@ -191,7 +191,7 @@ def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int 
     import torch
 
     if isinstance(model_dir_or_model, (str, Path)):
-        from prunecli.inference import load_classifier
+        from prunecli.models.loading import load_classifier
 
         model, _ = load_classifier(model_dir_or_model)
     else:
@@ -423,7 +423,7 @@ def check_onnx(model: Any, onnx_path: str | Path, examples: Any, *, batch_sizes:
     import torch
 
     if isinstance(model, (str, Path)):
-        from prunecli.inference import load_classifier
+        from prunecli.models.loading import load_classifier
 
         model, _ = load_classifier(model)
     sess = session if session is not None else make_session(onnx_path)

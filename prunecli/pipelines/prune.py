@@ -131,10 +131,11 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     cfg, unwindowed, from_recipe = check_prune(cfg, explicit=explicit)
     show = on_event or _log_event
 
+    from prunecli.models.loading import load_model_and_tokenizer
     from prunecli.report import sparsity_report
     from prunecli.report.card import model_card
     from prunecli.sparsity.pruner import Pruner
-    from prunecli.training.models import load_model_and_tokenizer, prepare_training
+    from prunecli.training.models import prepare_training
     from prunecli.training.setup import pruning_lr_factor
     from prunecli.training.trainer import Trainer
 
@@ -220,7 +221,7 @@ def _compact(trainer, output_dir: Path, tokenized, show: OnEvent) -> dict[str, A
     first evaluation examples. A run whose zeros form no whole head or neuron only says so."""
     import copy
 
-    from prunecli.pipelines.compact import CHECK_EXAMPLES, REPORT_FILE, compact_and_save, write_json
+    from prunecli.pipelines.compact import CHECK_EXAMPLES, compact_and_save
 
     split = next(iter(tokenized.eval_splits.values()))
     rows = [split[i] for i in range(min(CHECK_EXAMPLES, len(split)))]
@@ -229,12 +230,10 @@ def _compact(trainer, output_dir: Path, tokenized, show: OnEvent) -> dict[str, A
     model = copy.deepcopy(trainer.unwrapped_model).cpu()
     try:
         report = compact_and_save(model, trainer.tokenizer, output_dir / COMPACT_DIR, source=output_dir,
-                                  inputs=inputs)
+                                  inputs=inputs, checked_on=f"{len(rows)} evaluation examples")
     except UserError as err:
         show("compact_skipped", err.message)
         return None
-    report["checked_on"] = f"{len(rows)} evaluation examples"
-    write_json(output_dir / COMPACT_DIR / REPORT_FILE, report)
     show("compact", report)
     return report
 

@@ -9,7 +9,7 @@ dropped). A block left with no head keeps one silent head, so the attention modu
 
 `plan_compaction(model)` finds the units, `compact_(model, plan)` rewrites the Linear modules in place;
 `layer_sizes(model)` / `apply_layer_sizes(model, sizes)` describe and rebuild the per-layer shapes (what a
-saved compact checkpoint's config records). torch only: the checkpoint format is `prunecli.architectures`'.
+saved compact checkpoint's config records). torch only: the checkpoint format is `prunecli.models.architectures`'.
 """
 
 from __future__ import annotations

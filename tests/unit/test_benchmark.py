@@ -91,7 +91,7 @@ def test_smaller_model_has_fewer_params_and_flops_and_the_file_size_is_the_check
 
 
 def test_a_compacted_checkpoint_with_per_layer_sizes_is_measured(models, tmp_path):
-    from prunecli.architectures import compact_config, sequence_classifier_class
+    from prunecli.models.architectures import compact_config, sequence_classifier_class
     from tests.helpers import tiny_bert_config, write_tokenizer
 
     sizes = [{"num_attention_heads": 1, "intermediate_size": 8}, {"num_attention_heads": 2, "intermediate_size": 24}]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import prunecli  # registers the compact architectures
-from prunecli.architectures import compact_config
+from prunecli.models.architectures import compact_config
 from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
 from prunecli.sparsity.pruner import Pruner
 from tests.helpers import tiny_bert_config

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from prunecli.errors import UserError
-from prunecli.inference import load_classifier
 from prunecli.inference import onnx as onnx_mod
 from prunecli.inference.onnx import check_onnx, export_onnx, make_session, onnx_metadata, pad_batch
+from prunecli.models.loading import load_classifier
 from tests.helpers import make_tiny_bert, sentiment_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,7 +12,7 @@ from prunecli.config import DataConfig, RunConfig, TrainConfig
 from prunecli.data.sources import load_task_data
 from prunecli.data.tokenize import tokenize_task_data
 from prunecli.errors import CheckpointError, UserError
-from prunecli.training.models import load_model_and_tokenizer
+from prunecli.models.loading import load_model_and_tokenizer
 from prunecli.training.setup import PaddingCollator, optimizer_param_groups, resolve_mixed_precision
 from prunecli.training.trainer import Trainer
 from tests.helpers import make_tiny_bert, sentiment_rows, write_rows
