@@ -172,7 +172,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("trust_remote_code", bool, False, "Allow model code from the checkpoint (off).", "train"),
     _s("ignore_mismatched_sizes", bool, False, "Re-initialise a classifier head of another size.", "train"),
     # ---- pruning -----------------------------------------------------------------------------------------
-    _s("recipe", str, None, "JSON recipe; command-line pruning options act as its global values.", "prune",
+    _s("recipe", str, None, "JSON recipe file, or a shipped recipe's name (`prunecli recipes`); command-line "
+       "pruning options act as its global values.", "prune",
        optional=True),
     # options that are recipe keys: a given value is the recipe's top-level value. The recipe defaults of the
     # group keys (here and under "recipe keys with no option") are Intel Neural Compressor 2.x

@@ -101,9 +101,9 @@ def _root(
 
 
 def _register() -> None:
-    from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, schema
+    from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, recipes, schema
 
-    for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, demo):
+    for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, recipes, demo):
         app.command(name=module.NAME, cls=Command)(handles_user_errors(module.command))
 
 

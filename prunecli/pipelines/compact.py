@@ -136,7 +136,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
         raise UserError(f"cannot compact{named}: {err.message}", err.hint) from None
     if plan.heads_removed == 0 and plan.neurons_removed == 0:
         raise UserError(f"nothing to compact in{named or ' this model'}: no attention head or feed-forward neuron "
-                        "is entirely zero", hint="prune with the head or neuron pattern (see recipes/compact.json); "
+                        "is entirely zero", hint="prune with the head or neuron pattern (`--recipe compact`); "
                         "4x1 and 2:4 zeros stay inside the matrices.")
     params_before = _params(model)
     tolerance = _tolerance(model)

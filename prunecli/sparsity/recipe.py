@@ -169,6 +169,8 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
     """A whole recipe: top-level defaults plus optional local groups in `pruning_configs`."""
 
     schema_: str | None = Field(None, alias="$schema", description="Ignored: lets editors find the schema.")
+    description: str | None = Field(None, description="One line on what the recipe is for (`prunecli recipes` "
+                                    "shows it); the pruner does not read it.")
     pruning_configs: list[PruningGroup] | None = Field(  # type: ignore[valid-type]
         None, description="Local groups; a key set in a group wins over the top-level one."
     )
@@ -384,13 +386,21 @@ class _DuplicateKey(ValueError):
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a JSON recipe file (syntax errors name the line and column)."""
-    path = Path(path)
+    """Read and validate a JSON recipe: a file, or the name of a recipe shipped with prunecli (`mixed`,
+    `best/sst2_4x1`; `prunecli recipes` lists them). An existing file wins over a shipped name. Syntax
+    errors name the line and column."""
+    from prunecli.sparsity.shipped import shipped_recipe, shipped_recipes
+
+    file: Any = Path(path)
     source = str(path)
+    if not file.exists() and (shipped := shipped_recipe(source)) is not None:
+        file, source = shipped, str(shipped)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError("file not found", "Check the --recipe path.", source=source) from None
+        raise RecipeError("file not found, and no shipped recipe has that name",
+                          f"Give a recipe file's path or a shipped recipe's name: {', '.join(shipped_recipes())} "
+                          "(`prunecli recipes` describes them).", source=source) from None
     except (OSError, UnicodeDecodeError) as err:
         raise RecipeError(f"cannot read the file: {err}", source=source) from None
     try:

@@ -50,7 +50,7 @@ class PruningCallback(TrainerCallback):
         import prunecli
 
         trainer = Trainer(model=model, args=args, train_dataset=train,
-                          callbacks=[prunecli.PruningCallback("recipes/mrpc_4x1.json", cooldown_epochs=1)])
+                          callbacks=[prunecli.PruningCallback("mrpc_4x1", cooldown_epochs=1)])
         trainer.train()                     # or trainer.train(resume_from_checkpoint=True)
         trainer.save_model("sparse_model")  # the zeros are in the weights
 
