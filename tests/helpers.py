@@ -6,9 +6,12 @@ Nothing here downloads anything. The vocabulary is small and word-level so that 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import random
+import stat
 from pathlib import Path
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "warm", "bright", "fun"]
@@ -119,3 +122,25 @@ def write_glue_mrpc_folder(folder: Path, n_train: int = 64, n_dev: int = 32) -> 
             lines.append(f"{r['label']}\t{1000 + i}\t{2000 + i}\t{s1}\t{r['sentence2']}")
         (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    """Run a block under the process umask `mask` (restored after)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def file_modes(folder: Path) -> dict[str, int]:
+    """The permission bits of every file and folder under `folder`, by relative path."""
+    return {str(path.relative_to(folder)): stat.S_IMODE(path.lstat().st_mode) for path in sorted(folder.rglob("*"))}
+
+
+def wrong_modes(folder: Path) -> dict[str, str]:
+    """The entries under `folder` whose mode is not what a plain open()/mkdir() gives under umask 022."""
+    expected = {True: 0o755, False: 0o644}
+    return {name: oct(mode) for name, mode in file_modes(folder).items()
+            if mode != expected[(folder / name).is_dir()]}

@@ -142,9 +142,34 @@ def atomic_directory(target: Path | str, carry: Callable[[str], bool] | None = N
         raise
 
 
+def _current_umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _usual_modes(folder: Path) -> None:
+    """Give every file the mode a plain `open()` would (0644 under umask 022) and every folder 0755: writers
+    that stage through a private temporary file (safetensors' `save_file`) leave 0600, which a serving user
+    cannot read."""
+    mask = _current_umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def commit_directory(staging: Path, target: Path, carry: Callable[[str], bool] | None = None) -> None:
-    """Put a fully written `staging` folder in place of `target` (same parent folder) in one atomic step."""
+    """Put a fully written `staging` folder in place of `target` (same parent folder) in one atomic step.
+
+    Its files get the modes a plain `open()` gives (0644 under umask 022), whatever wrote them."""
     staging, target = Path(staging).absolute(), Path(target).absolute()
+    _usual_modes(staging)
     if carry is not None and target.is_dir():
         for entry in target.iterdir():
             if carry(entry.name) and not (staging / entry.name).exists():

@@ -140,3 +140,23 @@ def test_write_file_atomic(tmp_path):
     ckpt.write_file_atomic(tmp_path / "a.txt", "one")
     ckpt.write_file_atomic(tmp_path / "a.txt", b"two")
     assert (tmp_path / "a.txt").read_text() == "two" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_committed_folder_has_the_modes_of_plain_files_whatever_wrote_them(tmp_path):
+    """safetensors' save_file stages through a private 0600 file; the committed folder is 0644/0755 (umask 022)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests.helpers import umask, wrong_modes
+
+    target = tmp_path / "out"
+    with umask(0o022), ckpt.atomic_directory(target) as staging:
+        save_file({"w": torch.zeros(2)}, str(staging / "model.safetensors"))
+        (staging / "sub").mkdir(mode=0o700)
+        (staging / "sub" / "private.json").write_text("{}")
+        os.chmod(staging / "sub" / "private.json", 0o600)
+    assert (target / "model.safetensors").is_file()
+    assert wrong_modes(target) == {}
+    with umask(0o077), ckpt.atomic_directory(tmp_path / "strict") as staging:
+        (staging / "a.json").write_text("{}")
+    assert os.stat(tmp_path / "strict" / "a.json").st_mode & 0o777 == 0o600  # the umask still rules

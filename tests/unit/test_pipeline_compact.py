@@ -14,7 +14,7 @@ import torch
 
 from prunecli.errors import UserError
 from prunecli.pipelines.compact import REPORT_FILE, compact_checkpoint
-from tests.helpers import make_tiny_bert
+from tests.helpers import make_tiny_bert, umask, wrong_modes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[2]
@@ -65,6 +65,12 @@ def test_compact_checkpoint_writes_a_smaller_checkpoint_with_the_same_logits(spa
     with pytest.raises(UserError, match="is not empty"):  # never over a folder without overwrite
         compact_checkpoint(sparse_dir, out, check_examples=8)
     assert compact_checkpoint(sparse_dir, out, overwrite=True, check_examples=4)["checked_on"].startswith("4 ")
+
+
+def test_a_compacted_folder_is_readable_by_others(sparse_dir, tmp_path):
+    with umask(0o022):
+        compact_checkpoint(sparse_dir, tmp_path / "out", check_examples=2)
+    assert (tmp_path / "out" / "model.safetensors").is_file() and wrong_modes(tmp_path / "out") == {}
 
 
 def test_compact_checkpoint_runs_with_no_cli_module_imported(sparse_dir, tmp_path):
