@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from prunecli.cli.app import app
 from tests.conftest import SHARED_GLUE, needs_glue_and_minilm
-from tests.helpers import make_tiny_bert, write_glue_sst2_folder
+from tests.helpers import make_tiny_bert, umask, write_glue_sst2_folder, wrong_modes
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -368,8 +368,18 @@ def compacted_run(workdir) -> Path:
         {"pattern": "4x1", "target_sparsity": 0.5, "op_names": ["attention", "output"]},
         {"pattern": "1x4", "target_sparsity": 0.5, "op_names": ["intermediate"]}]}))
     out = workdir / "compacted"
-    _prune(workdir, out, "--recipe", str(recipe), "--compact", "--pruning_frequency", "1")
+    with umask(0o022):
+        _prune(workdir, out, "--recipe", str(recipe), "--compact", "--pruning_frequency", "1")
     return out
+
+
+def test_prune_and_compact_outputs_are_readable_by_others(compacted_run):
+    """Every file of the run folder and of its compact/ folder is 0644 under umask 022 (model.safetensors was
+    0600: a model shared with a serving user could not be read), and the card summarises its recipe."""
+    assert all((folder / "model.safetensors").is_file() for folder in (compacted_run, compacted_run / "compact"))
+    assert wrong_modes(compacted_run) == {}
+    card = (compacted_run / "README.md").read_text()
+    assert "pruned_units" not in card and "heads removed across 2 blocks" in card
 
 
 def test_prune_compact_writes_a_smaller_model_with_the_same_outputs(workdir, compacted_run):

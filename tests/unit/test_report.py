@@ -534,8 +534,8 @@ def test_markdown_table_lists_model_figures_and_layers():
                                                              "layers": encoder}]}))
     assert "| Element-wise over matmul/Gemm/conv weights | 0.8815 | 2,831,168 | 3,211,776 |" in md
     assert "| 0 | 4x1 | 24 | 0.9000 | 0.9000 | 0.9000 |" in md
-    assert "| `bert.encoder.layer.0.attention.self.query.weight` | Attention | 256x256 | 90.00% | 4x1 | yes |" in md
-    assert "| `classifier.weight` | Head | 2x256 | 0.00% | dense |  |" in md
+    assert "| `bert.encoder.layer.0.attention.self.query` | Attention | 256x256 | 90.00% | 4x1 | yes |" in md
+    assert "| `classifier` | Head | 2x256 | 0.00% | dense |  |" in md
 
 
 # ---- bad input -------------------------------------------------------------------------------------------

@@ -198,3 +198,30 @@ def test_import_prunecli_sparsity_pulls_in_no_run_config_training_data_cli_or_ri
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_card_of_a_structured_bert_base_layout_summarises_its_recipe():
+    """12 layers x 12 heads x 3072 neurons, half removed: the resolved recipe lists ~18,000 unit indices (the
+    card once inlined it, 75 KB); the card says how many units each group removed and stays under 10 KB."""
+    from transformers import BertForSequenceClassification
+
+    config = tiny_bert_config(hidden_size=48, num_attention_heads=12, intermediate_size=3072, num_hidden_layers=12)
+    model = BertForSequenceClassification(config).eval()
+    pruner = Pruner(model, {"pruning_type": "magnitude", "pruning_configs": [
+        {"pattern": "head", "target_sparsity": 0.5}, {"pattern": "neuron", "target_sparsity": 0.5}]})
+    pruner.on_train_begin()
+    recipe = pruner.resolved_recipe()
+    assert len(json.dumps(recipe)) > 50_000
+    report = sparsity_report({k: v.detach() for k, v in model.state_dict().items()}, recipe=recipe,
+                             config=model.config.to_dict())
+    card = model_card(model_name="pruned", cfg=SimpleNamespace(
+        data=SimpleNamespace(task_name="sst2"), train=SimpleNamespace(model_name_or_path="bert-base-layout")),
+        metrics={"accuracy": 0.9}, report=report, recipe=recipe)
+    assert len(card.encode("utf-8")) < 10_000, len(card.encode("utf-8"))
+    removed = {(u["group"], u["unit"]): 0 for u in recipe["pruned_units"]}
+    for u in recipe["pruned_units"]:
+        removed[(u["group"], u["unit"])] += len(u["pruned"])
+    assert removed == {(0, "head"): 72, (1, "neuron"): 12 * 1536}
+    assert "72 of 144 heads removed across 12 blocks" in card
+    assert f"{12 * 1536} of {12 * 3072} neurons removed across 12 blocks" in card
+    assert "| 0 | head | 0.5 | magnitude |" in card and "`classifier`" in card
