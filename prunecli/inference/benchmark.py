@@ -166,11 +166,11 @@ def _parameters(model) -> tuple[int, int]:
 
 
 def _file_facts(model_dir: str) -> dict[str, Any]:
-    from prunecli.models.folders import weight_files
+    from prunecli.models.folders import megabytes, weight_files
 
     files = weight_files(model_dir)
     size = sum(f.stat().st_size for f in files)
-    return {"file_bytes": size, "file_mb": round(size / 1e6, 3), "weight_files": [f.name for f in files]}
+    return {"file_bytes": size, "file_mb": megabytes(size), "weight_files": [f.name for f in files]}
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
@@ -417,6 +417,7 @@ def _load_models(models: Sequence[str | Path], sequence_length: int, say) -> lis
 
 def _prepare_onnx(entry: _Model, path: Path, sequence_length: int, threads: int, say) -> None:
     from prunecli.inference.onnx import export_onnx, make_session, onnx_metadata
+    from prunecli.models.folders import megabytes
 
     say(f"exporting {entry.facts['label']} to ONNX")
     start = time.perf_counter()
@@ -425,7 +426,7 @@ def _prepare_onnx(entry: _Model, path: Path, sequence_length: int, threads: int,
     entry.session = make_session(path, threads)
     entry.onnx = {"exporter": meta["exporter"], "opset": meta["opset"], "attn_implementation":
                   meta["attn_implementation"], "seconds": round(time.perf_counter() - start, 2),
-                  "file_mb": round(path.stat().st_size / 1e6, 3), "max_abs_diff": 0.0}
+                  "file_mb": megabytes(path.stat().st_size), "max_abs_diff": 0.0}
     entry.facts["onnx"] = entry.onnx
 
 

@@ -103,6 +103,17 @@ def weight_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in path.glob("pytorch_model*.bin") if p.is_file())
 
 
+def megabytes(nbytes: int) -> float:
+    """A size in MB, the one unit prunecli reports sizes in (compact, benchmark, the demo): 1 MB = 10**6 bytes."""
+    return round(nbytes / 1e6, 3)
+
+
+def weights_megabytes(folder: str | Path | None) -> float | None:
+    """The size of a checkpoint's weight files in MB (None: no weight files)."""
+    files = weight_files(folder) if folder is not None else []
+    return megabytes(sum(f.stat().st_size for f in files)) if files else None
+
+
 def with_recorded_data(checkpoint: str, data):
     """`data` (a DataConfig), or, when it names no data at all, a copy filled from the data options recorded
     in the checkpoint's run_args.json (a prunecli run records them), so `evaluate CHECKPOINT` and `compact

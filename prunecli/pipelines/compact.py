@@ -121,6 +121,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
     from safetensors import SafetensorError
 
     from prunecli.models.architectures import base_model_type, compact_model
+    from prunecli.models.folders import weights_megabytes
     from prunecli.models.loading import quiet_transformers
     from prunecli.sparsity.compact import plan_compaction
     from prunecli.structure import StructureError
@@ -147,7 +148,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
               "heads_removed": plan.heads_removed, "neurons_removed": plan.neurons_removed,
               "params_before": params_before, "params_after": _params(model),
               "model_type": model.config.model_type, "max_logit_difference": difference,
-              "tolerance": tolerance, "file_mb_before": _weights_mb(source)}
+              "tolerance": tolerance, "file_mb_before": weights_megabytes(source)}
     if checked_on:
         report["checked_on"] = checked_on
     try:
@@ -160,7 +161,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
             for name in CARRIED:
                 if source is not None and (source / name).is_file():
                     (staging / name).write_bytes((source / name).read_bytes())
-            report["file_mb_after"] = _weights_mb(staging)
+            report["file_mb_after"] = weights_megabytes(staging)
             if onnx:
                 report["onnx"] = _export(model, staging, inputs)
             (staging / "README.md").write_text(compact_card(report), encoding="utf-8")
@@ -227,13 +228,6 @@ def _export(model, folder: Path, inputs: dict) -> dict[str, Any]:
 
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _weights_mb(folder: Path | None) -> float | None:
-    from prunecli.models.folders import weight_files
-
-    files = weight_files(folder) if folder is not None else []
-    return round(sum(f.stat().st_size for f in files) / 2**20, 2) if files else None
 
 
 def write_json(path: Path, obj: Any) -> None:

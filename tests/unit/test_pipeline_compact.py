@@ -52,6 +52,9 @@ def test_compact_checkpoint_writes_a_smaller_checkpoint_with_the_same_logits(spa
     assert report["params_after"] < report["params_before"]
     assert report["max_logit_difference"] <= report["tolerance"]
     assert report["checked_on"] == "8 random token sequences (no data given)"
+    # sizes in MB = 10**6 bytes, as benchmark and the demo report them
+    for key, folder in (("file_mb_before", sparse_dir), ("file_mb_after", out)):
+        assert report[key] == round((folder / "model.safetensors").stat().st_size / 1e6, 3), key
     assert json.loads((out / REPORT_FILE).read_text()) == report  # the report on disk is the one returned
     assert (out / "prune_recipe.json").read_text() == json.dumps(STRUCTURE)  # run files carried over
     assert (out / "tokenizer_config.json").is_file() and "Compacted with prunecli" in (out / "README.md").read_text()
