@@ -50,12 +50,31 @@ def render_summary(results: dict[str, Any], title: str = "Training summary", con
     console.print(facts)
 
 
+def fit_path(path: str, width: int) -> str:
+    """`path` whole if it fits in `width` columns, else its tail from a `/` on, after `…/` (never cut mid-name
+    unless its last part alone is too long)."""
+    if len(path) <= width:
+        return path
+    parts = path.split("/")
+    for start in range(1, len(parts)):
+        tail = "…/" + "/".join(parts[start:])
+        if len(tail) <= width:
+            return tail
+    return "…" + path[-max(width - 1, 1):]
+
+
 def render_metrics(result: dict[str, Any], console: Console | None = None) -> None:
     """The `evaluate` table: one row per metric."""
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or _console()
-    table = Table(title=f"{result.get('task_name') or 'evaluation'}: {result['checkpoint']}", title_justify="left")
+    # The path is a line of its own, not the title: rich wraps a title to the table's width (a metric and a
+    # value, about 30 columns), which broke paths mid-name at any terminal width.
+    label = f"{result.get('task_name') or 'evaluation'}: "
+    path = fit_path(str(result["checkpoint"]), console.width - len(label))
+    console.print(f"[bold]{escape(label)}[/bold]{escape(path)}", highlight=False, soft_wrap=True)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result["metrics"].items():

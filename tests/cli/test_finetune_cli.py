@@ -248,3 +248,31 @@ def test_bad_options_stop_before_the_data_or_the_model_is_loaded(option, value, 
     result = cli("finetune", "--model_name_or_path", tmp_path / "no_such_model", "--train_file", train,
                  "--output_dir", tmp_path / "out", option, value)
     assert_user_error(result, message)
+
+
+def test_evaluate_keeps_the_checkpoint_path_whole_at_80_columns(trained, tmp_path):
+    """The title held the path and rich wrapped it to the table's width (`demo_runs/sparse_comp` / `act/compact`)
+    at any terminal width; the path now has its own line, shortened from the left with `…/` when too long."""
+    import io
+
+    from rich.console import Console
+
+    from prunecli.cli.tables import fit_path, render_metrics
+
+    deep = tmp_path / "demo_runs_with_a_rather_long_name" / "sparse_compact_after_forty_epochs" / "compact"
+    deep.parent.mkdir(parents=True)
+    deep.symlink_to(trained["out"], target_is_directory=True)
+    result = runner.invoke(app, ["evaluate", str(deep), "--validation_file", str(trained["dev"]), "--max_length",
+                                 "32"], env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    [title] = [line for line in lines if "compact" in line]
+    assert title.endswith("/sparse_compact_after_forty_epochs/compact") and "…/" in title
+    for width in (80, 150):  # a path that fits is printed whole, on one line
+        out = io.StringIO()
+        render_metrics({"task_name": "sst2", "checkpoint": "demo_runs/sparse_compact/compact", "data": "GLUE",
+                        "metrics": {"accuracy": 0.5}}, Console(file=out, width=width))
+        assert "sst2: demo_runs/sparse_compact/compact\n" in out.getvalue()
+    assert fit_path("a/bb/ccc", 8) == "a/bb/ccc" and fit_path("a/bb/ccc", 7) == "…/ccc"
+    assert fit_path("abcdefghij", 5) == "…ghij"
