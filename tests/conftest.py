@@ -1,11 +1,18 @@
+"""Shared fixtures. The offline guard comes first: huggingface_hub, transformers and datasets read their offline
+switches once, when first imported, and a test module may import transformers while it is being collected."""
+
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+for _switch in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_switch] = "1"  # before any import below, or any test module, can import transformers
 
-from tests.helpers import make_tiny_bert
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers import make_tiny_bert  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_GLUE = REPO.parent / "shared" / "glue"
