@@ -98,3 +98,30 @@ def test_readme_python_example_is_the_tested_one():
 def test_readme_links_resolve():
     for target in re.findall(r"\]\(((?!https?://)[^)#]+)", README):
         assert (REPO / target).exists(), target
+
+
+def test_readme_trainer_example_runs_as_written(tmp_path, monkeypatch):
+    """The PruningCallback block, run as written (its imports and TrainingArguments) on a tiny BERT and the
+    `model` and `train_dataset` the text says it takes: its epochs leave room for warm-up and cool-down, and the
+    shipped recipe it names prunes the model to its target."""
+    import torch
+    from transformers import BertForSequenceClassification, BertTokenizer
+
+    from prunecli.sparsity.recipe import load_recipe
+    from tests.helpers import make_tiny_bert, sentiment_rows
+
+    [block] = [b for b in _fenced("python") if "PruningCallback" in b]
+    folder = make_tiny_bert(tmp_path / "bert")
+    tok = BertTokenizer.from_pretrained(folder)
+    rows = sentiment_rows(16)
+    enc = tok([r["sentence"] for r in rows], padding="max_length", max_length=12, return_tensors="pt")
+    train_dataset = [{**{k: v[i] for k, v in enc.items()}, "labels": torch.tensor(r["label"])}
+                     for i, r in enumerate(rows)]
+    model = BertForSequenceClassification.from_pretrained(folder)
+    monkeypatch.chdir(tmp_path)
+    scope = {"model": model, "train_dataset": train_dataset}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102
+    callback = next(c for c in scope["trainer"].callback_handler.callbacks if c.__class__.__name__ ==
+                    "PruningCallback")
+    target = load_recipe("mrpc_4x1").target_sparsity
+    assert callback.pruner.current_sparsity() == pytest.approx(target, abs=0.01)
