@@ -24,10 +24,12 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check prunecli tests bench
+	$(BIN)/python bench/module_sizes.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check prunecli tests bench
+	$(BIN)/python bench/module_sizes.py
 
 slow: venv
 	PRUNECLI_SLOW=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
