@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import json
 import os
 import random
+import re
 import stat
 from pathlib import Path
 
@@ -144,3 +146,19 @@ def wrong_modes(folder: Path) -> dict[str, str]:
     expected = {True: 0o755, False: 0o644}
     return {name: oct(mode) for name, mode in file_modes(folder).items()
             if mode != expected[(folder / name).is_dir()]}
+
+
+def expand_text(text: str) -> list[str]:
+    """The names a shown group of names stands for (`encoder.layer.{0-2}.{query,key}`): the inverse of
+    `prunecli.report.names.NameGroup.text` for names without `{},-`, to check what tables show."""
+    parts: list[list[str]] = []
+    for piece in re.split(r"(\{[^{}]*\})", text):
+        if piece.startswith("{") and piece.endswith("}"):
+            options: list[str] = []
+            for item in piece[1:-1].split(","):
+                match = re.fullmatch(r"(\d+)-(\d+)", item)
+                options += [str(n) for n in range(int(match[1]), int(match[2]) + 1)] if match else [item]
+            parts.append(options)
+        elif piece:
+            parts.append([piece])
+    return ["".join(p) for p in itertools.product(*parts)]

@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NAME = "benchmark"
 BENCH = "Benchmark"
-BACKEND_TITLES = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 _DATA_EXAMPLES = 256
 
 

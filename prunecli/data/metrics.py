@@ -65,14 +65,3 @@ def compute_metrics(
 
         return {"accuracy": accuracy, "f1": float(f1_score(refs, preds, pos_label=1, zero_division=0.0))}
     return {"accuracy": accuracy}
-
-
-def primary_metric(task_name: str | None, is_regression: bool) -> str:
-    """The metric a task is usually ranked by (what summaries and model cards show first)."""
-    if is_regression or task_name == "stsb":
-        return "pearson"
-    if task_name == "cola":
-        return "matthews_correlation"
-    if task_name in F1_TASKS:
-        return "f1"
-    return "accuracy"

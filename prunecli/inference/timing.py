@@ -1,7 +1,7 @@
 """Timing calls for `prunecli benchmark`: warm-up, at least N runs and T seconds, caps, rounds, percentiles;
 the machine facts recorded beside them (versions, load average, usable CPUs).
 
-`time_calls(call, batches, timing, sizes)` times one model in one go; `benchmark_models` takes each model's
+`time_round(call, batches, timing, sizes)` times one round of one model; `benchmark_models` takes each model's
 runs in `timing.rounds` turns (`Timing.round(i)` is the share of round i) and merges them with `summarize`.
 """
 
@@ -44,12 +44,6 @@ class Timing:
         return dataclasses.replace(self, warmup=self.warmup if index == 0 else min(self.warmup, 1),
                                    min_runs=-(-self.min_runs // share), min_time=self.min_time / share,
                                    max_time=self.max_time / share, max_runs=-(-self.max_runs // share), rounds=1)
-
-
-def time_calls(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing,
-               sizes: Sequence[int]) -> dict[str, Any]:
-    """Time `call(batch)` cycling over `batches`, in one round (see the module docstring for when it stops)."""
-    return summarize([time_round(call, batches, timing, sizes)])
 
 
 def time_round(call: Callable[[Any], Any], batches: Sequence[Any], timing: Timing, sizes: Sequence[int],

@@ -108,11 +108,6 @@ def register_models(base: str) -> None:
     _registered[("models", base)] = True
 
 
-def sequence_classifier_class(base: str):
-    register_models(base)
-    return _model_class(base, 2)
-
-
 class _WhenTransformersSettles(importlib.abc.MetaPathFinder):
     """Registers the compact config types once transformers' Auto config module is loaded and no transformers
     module is still being imported (registering in the middle of transformers' own import chain would import

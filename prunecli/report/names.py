@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 _INDEX = re.compile(r"0|[1-9]\d*")  # canonical integers only: "01" would not survive int() and back
 _PLAIN = re.compile(r"[^{},\-]+")  # components that may appear inside braces without making them ambiguous
-_RANGE = re.compile(r"(\d+)-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -57,21 +56,6 @@ def _slot_text(slot: tuple[str, ...]) -> str:
         parts = [f"{r[0]}-{r[-1]}" if len(r) >= 3 else ",".join(map(str, r)) for r in runs]
         return "{" + ",".join(parts) + "}"
     return "{" + ",".join(slot) + "}"
-
-
-def expand_text(text: str) -> list[str]:
-    """The names a group's `text` stands for: the inverse of `NameGroup.text` for names without `{},-`."""
-    parts: list[list[str]] = []
-    for piece in re.split(r"(\{[^{}]*\})", text):
-        if piece.startswith("{") and piece.endswith("}"):
-            options: list[str] = []
-            for item in piece[1:-1].split(","):
-                match = _RANGE.fullmatch(item)
-                options += [str(n) for n in range(int(match[1]), int(match[2]) + 1)] if match else [item]
-            parts.append(options)
-        elif piece:
-            parts.append([piece])
-    return ["".join(p) for p in itertools.product(*parts)]
 
 
 # ---- grouping ---------------------------------------------------------------------------------------------

@@ -157,7 +157,6 @@ _REGISTRY: dict[str, Callable[[], Criterion]] = {
     "gradient": GradientCriterion,
 }
 #: The built-in criteria (INC 2.x's), in the order the docs list them.
-CRITERIA = tuple(_REGISTRY)
 
 
 def register_criterion(name: str, factory: Callable[[], Criterion]) -> None:

@@ -239,11 +239,6 @@ def pack_scores(scores: list[torch.Tensor | None]) -> None:
         offset += n
 
 
-def new_group(cfg: ResolvedGroup, layers: list[PrunedLayer] | None = None,
-              blocks: list[Block] | None = None) -> ElementGroup | StructureGroup:
-    return StructureGroup(cfg, blocks or []) if blocks is not None else ElementGroup(cfg, layers or [])
-
-
 def check_sharing(groups: list[ElementGroup | StructureGroup], source: str | None) -> None:
     """A layer may be in one element group and in structure groups; no block in two groups of one kind; an
     element pattern on a layer that heads or neurons cut must not span their cuts (so what remains keeps the

@@ -74,19 +74,6 @@ def select_lowest(
     return selected
 
 
-def kth_smallest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """The exact k-th smallest of a 1-D tensor (1-based), faster than `kthvalue` on millions of values.
-
-    A strided sample (deterministic, no RNG) brackets the answer; `kthvalue` then runs on the few
-    values inside the bracket. When the bracket misses (an adversarial layout), it falls back to
-    `kthvalue` on everything, so the result is always exact.
-    """
-    array = _numpy(values)
-    if array is not None:
-        return torch.from_numpy(np.asarray(_np_kth_and_counts(array, k)[0]))
-    return _kth_and_counts(values, k)[0]
-
-
 #: Values a strided sample takes to bracket the k-th smallest (sorting it costs ~1 ms).
 _SAMPLE = 16384
 
@@ -130,7 +117,10 @@ def _np_kth_and_counts(values: np.ndarray, k: int) -> tuple[np.generic, int, int
 
 
 def _kth_and_counts(values: torch.Tensor, k: int) -> tuple[torch.Tensor, int, int]:
-    """`kth_smallest(values, k)` and how many values are below it and at most it.
+    """The exact k-th smallest of a 1-D tensor (1-based) and how many values are below it and at most it,
+    faster than `kthvalue` on millions of values. A strided sample (deterministic, no RNG) brackets the
+    answer; `kthvalue` then runs on the few values inside the bracket. When the bracket misses (an
+    adversarial layout), it falls back to `kthvalue` on everything, so the result is always exact.
 
     The counts come from the bracket (values outside it are strictly below or above the answer),
     so a caller selecting the k lowest needs one more pass over `values`, not three.

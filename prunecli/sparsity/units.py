@@ -46,8 +46,3 @@ def unit_masks(selected: torch.Tensor, shapes: list[tuple[int, int]], members: l
         along = selected.repeat_interleave(m.size)
         masks.append(along[:, None].expand(shape) if m.axis == 0 else along[None, :].expand(shape))
     return [mask.contiguous() for mask in masks]
-
-
-def units_fully_in(masks: list[torch.Tensor], members: list[Member], units: int) -> torch.Tensor:
-    """`[units]`: True for each unit all of whose elements are set in the member masks."""
-    return unit_view([m.to(torch.uint8) for m in masks], members, units).bool().all(dim=1)

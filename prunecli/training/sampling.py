@@ -64,11 +64,6 @@ class LengthGroupedBatchSampler:
         yield from self.batches()
 
 
-def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
-    """Tokens computed with dynamic padding: each batch is padded to its longest example."""
-    return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if batch)
-
-
 class SortedBatchSampler:
     """Consecutive batches over the examples sorted by length, longest first (for evaluation: fixed order)."""
 

@@ -12,7 +12,7 @@ from prunecli.config import DataConfig
 from prunecli.errors import UserError
 from prunecli.inference import onnx as onnx_mod
 from prunecli.inference.benchmark import SCHEMA, Timing, benchmark_models, parse_batch_sizes
-from prunecli.inference.timing import time_calls
+from prunecli.inference.timing import summarize, time_round
 from tests.helpers import make_tiny_bert, sentiment_rows, write_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,14 +91,17 @@ def test_smaller_model_has_fewer_params_and_flops_and_the_file_size_is_the_check
 
 
 def test_a_compacted_checkpoint_with_per_layer_sizes_is_measured(models, tmp_path):
-    from prunecli.models.architectures import compact_config, sequence_classifier_class
+    from transformers import AutoModelForSequenceClassification
+
+    from prunecli.models.architectures import compact_config, register_models
     from tests.helpers import tiny_bert_config, write_tokenizer
 
     sizes = [{"num_attention_heads": 1, "intermediate_size": 8}, {"num_attention_heads": 2, "intermediate_size": 24}]
     config = compact_config(tiny_bert_config(), sizes)  # prunecli-bert: heads of 16 dims, per-layer neurons
     torch.manual_seed(0)
     folder = tmp_path / "checkpoint"  # a generic folder name: the label gets its parent's name too
-    sequence_classifier_class("bert")(config).save_pretrained(folder)
+    register_models("bert")
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     write_tokenizer(folder)
     result = benchmark_models([models[0], folder], batch_sizes=[2], sequence_length=16, backends="pytorch",
                               timing=FAST)
@@ -169,6 +172,9 @@ def test_bad_input_is_a_user_error(models, tmp_path):
 
 def test_timing_stops_at_the_cap_and_counts_every_batch():
     calls = []
+    def time_calls(call, batches, timing, sizes):  # one round, summarised: what a one-round benchmark does
+        return summarize([time_round(call, batches, timing, sizes)])
+
     result = time_calls(calls.append, ["a", "b", "c"], Timing(warmup=2, min_runs=1, min_time=0.0), [1, 2, 3])
     assert calls[:2] == ["a", "b"] and result["runs"] == 3 and result["examples"] == 6  # every batch once
     capped = time_calls(lambda _: None, [0], Timing(warmup=0, min_runs=10**9, min_time=0.0, max_time=0.05), [1])

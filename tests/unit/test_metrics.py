@@ -7,7 +7,7 @@ import math
 import pytest
 
 from prunecli.data.glue import metric_suffix
-from prunecli.data.metrics import compute_metrics, primary_metric
+from prunecli.data.metrics import compute_metrics
 
 PREDS = [1, 0, 1, 1, 0, 1]
 REFS = [1, 0, 0, 1, 1, 1]
@@ -57,10 +57,3 @@ def test_mnli_mismatched_split_names():
     assert metric_suffix("validation_matched") == ""
     assert metric_suffix("validation") == ""
     assert metric_suffix("validation_mismatched") == "_mm"
-
-
-def test_primary_metric():
-    assert primary_metric("cola", False) == "matthews_correlation"
-    assert primary_metric("mrpc", False) == "f1"
-    assert primary_metric(None, True) == "pearson"
-    assert primary_metric("sst2", False) == "accuracy"

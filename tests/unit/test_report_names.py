@@ -8,7 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from prunecli.report.names import common_prefix, expand_text, group_names, wrap_dotted
+from prunecli.report.names import common_prefix, group_names, wrap_dotted
+from tests.helpers import expand_text
 
 BERT = [f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(6) for m in ("query", "key", "value")]
 

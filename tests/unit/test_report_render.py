@@ -14,9 +14,9 @@ from rich.console import Console
 
 from prunecli.cli.tables import plan_table
 from prunecli.report.compare import compare_reports
-from prunecli.report.names import expand_text
 from prunecli.report.render import render_comparison, render_report
 from prunecli.report.stats import sparsity_report
+from tests.helpers import expand_text
 from tests.unit.test_report import block_pruned, dense, f32_ones, f32_zeros
 
 LINEAR = {"attention.self.query": (32, 32), "attention.self.key": (32, 32), "attention.self.value": (32, 32),

@@ -4,7 +4,12 @@ import random
 
 import pytest
 
-from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler, padded_tokens
+from prunecli.training.sampling import LengthGroupedBatchSampler, SortedBatchSampler
+
+
+def padded_tokens(lengths, batches) -> int:
+    """Tokens computed with dynamic padding: each batch is padded to its longest example."""
+    return sum(len(batch) * max(lengths[i] for i in batch) for batch in batches if batch)
 
 
 def _lengths(n=1000, seed=0):
