@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -637,10 +638,16 @@ ALIGNMENT_INTRO = ("What else differs from INC's loop: prunecli with plain batch
 SUMMARY_INTRO = ("Genuine GLUE dev sets, all-MiniLM-L6-v2, the reference's sizes (profile `full`): accuracy is the "
                  "mean over the seeds named; the INC comparison uses the seeds both tools ran; wall-time ratios "
                  "are of pairs run back to back in one invocation. The cost figures come from "
-                 "`bench/bench_pruner.py` and `bench/bench_inspect.py`. Details per profile follow; the "
-                 "experiment notes are in [bench/NOTES.md](bench/NOTES.md).")
+                 "`bench/bench_pruner.py` and `bench/bench_inspect.py`. The reference, the setup and the goals "
+                 "per profile follow; the tables of every run are in the results folder's README, and the "
+                 "experiment notes in [bench/NOTES.md](bench/NOTES.md).")
 
-HEADER = f"""# Benchmarks
+TITLE = "# Benchmarks"
+RUNS_TITLE = "# Benchmark results, run by run"
+#: The per-run tables, rendered beside the result JSONs (`write_benchmarks` writes it with BENCHMARKS.md).
+RUNS_FILE = "README.md"
+
+HEADER = f"""## The reference
 
 prunecli against the reference results of Intel Neural Compressor's pruning example
 ([`pruning/eager`]({INC_EXAMPLE})) on genuine GLUE (MRPC, SST-2 from `../shared/glue`), and side by
@@ -669,19 +676,35 @@ Its relative drop compares the max values (sparse max / dense max - 1), as the t
 """
 
 
-def render_markdown(records: list[dict], results_dir: str | Path | None = None) -> str:
-    lines = [HEADER]
+def render_markdown(records: list[dict], results_dir: str | Path | None = None,
+                    runs_link: str = "bench/results/README.md") -> str:
+    """BENCHMARKS.md: the summary of every goal first, then the reference, the setup, compaction and the goals
+    per profile. The tables of every run are `render_runs`' (linked as `runs_link`), which keeps this page short
+    enough to read."""
+    lines = [TITLE, ""]
     if not records:
-        lines += ["No results recorded yet: run `.venv/bin/python bench/run_glue_bench.py --quick`.", ""]
+        lines += [HEADER, "No results recorded yet: run `.venv/bin/python bench/run_glue_bench.py --quick`.", ""]
         return "\n".join(lines)
     cost = summary.cost_goals(Path(results_dir)) if results_dir else None
     if cost is not None:
         cost.setdefault("goals", []).extend(render_compact.goal_lines(records, Path(results_dir)))
     lines += ["## Summary: every goal", "", SUMMARY_INTRO, "", *summary.goal_lines(records, cost), ""]
-    lines += ["## Setup", "", *facts(records), ""]
+    lines += [HEADER, "## Setup", "", *facts(records), ""]
     if results_dir:
         lines += render_compact.section(records, Path(results_dir))
     lines += ["## Goals per profile", "", *goals(records), ""]
+    lines += ["## Every run", "", f"The tables of every run, profile by profile and task by task (each seed, INC "
+              f"beside prunecli, the methods, batching and cost figures, the commands): [{runs_link}]({runs_link}).",
+              ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_runs(records: list[dict]) -> str:
+    """The results folder's README: the tables of every run, per profile (full runs first, quick runs last)."""
+    lines = [RUNS_TITLE, "", "Rendered by `bench/render_results.py` with BENCHMARKS.md (which opens with the summary "
+             "of goals) from the JSON files in this folder, one per run.", ""]
+    if not records:
+        return "\n".join([*lines, "No results recorded yet.", ""])
     by_profile = defaultdict(list)
     for r in records:
         by_profile[r["profile"]].append(r)
@@ -696,10 +719,14 @@ def render_markdown(records: list[dict], results_dir: str | Path | None = None) 
 
 
 def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | Path | None = None) -> str:
-    """Render BENCHMARKS.md (and, when `readme` is given, the README's results block) from the JSONs."""
+    """Render BENCHMARKS.md and the per-run tables beside the JSONs (`results_dir/README.md`), and, when `readme`
+    is given, the README's results block; returns BENCHMARKS.md's text."""
     records = load_results(results_dir)
-    text = render_markdown(records, results_dir)
+    runs = Path(results_dir) / RUNS_FILE
+    link = Path(os.path.relpath(runs.resolve(), Path(output).resolve().parent)).as_posix()
+    text = render_markdown(records, results_dir, runs_link=link)
     Path(output).write_text(text, encoding="utf-8")
+    runs.write_text(render_runs(records), encoding="utf-8")
     if readme is not None:  # the README's generated blocks, in one read and one write
         before = Path(readme).read_text(encoding="utf-8")
         after = before

@@ -391,13 +391,19 @@ def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     text = render_results.write_benchmarks(tmp_path, tmp_path / "BENCHMARKS.md")
     assert (tmp_path / "BENCHMARKS.md").read_text() == text
     assert "BERT-mini" in text and "DistilBERT" in text
-    assert "Quick smoke runs (`quick`): NOT comparable" in text
-    assert text.index("## Results (`full`)") < text.index("Quick smoke runs")
+    # BENCHMARKS.md opens with the summary of goals; the tables of every run are beside the JSONs
+    assert text.startswith("# Benchmarks\n\n## Summary: every goal\n")
+    assert "## Results (`full`)" not in text and "[README.md](README.md)" in text
+    runs = (tmp_path / "README.md").read_text()
+    assert runs.startswith("# Benchmark results, run by run")
+    assert "Quick smoke runs (`quick`): NOT comparable" in runs
+    assert runs.index("## Results (`full`)") < runs.index("Quick smoke runs")
+    assert render_results.load_results(tmp_path)  # the README beside the JSONs is not read as a result
     assert "SST-2 2:4: sparse accuracy >= dense accuracy: not measured yet" in text
     assert "MRPC 2:4: sparse accuracy >= dense accuracy: met" in text
     assert "prunecli accuracy >= INC's: 2 of 2 rows" in text
     assert "0.7× INC's: 1 of 1 rows" in text
-    assert "bench/run_glue_bench.py --tasks mrpc" in text
+    assert "bench/run_glue_bench.py --tasks mrpc" in runs
 
 
 def test_render_with_no_results(tmp_path):
@@ -499,9 +505,10 @@ def test_quick_mode_runs_end_to_end_with_prunecli(tmp_path, tiny_bert_dir):
     assert "--no_group_by_length" in plain["commands"][0] and "--no_group_by_length" not in pruned["commands"][0]
     assert "--group_by_length" in pruned["commands"][0]  # the tables' prunecli column: length-grouped batches
     assert plain["sparsity"]["pruned_layers"] == pytest.approx(0.5)
-    text = (out / "BENCHMARKS.md").read_text()
+    text = (out / "results" / "README.md").read_text()
     assert "Quick smoke runs (`smoke`): NOT comparable" in text and "| 2:4 |" in text
     assert "Batching A/B" in text and "grouped higher on" in text
+    assert "## Summary: every goal" in (out / "BENCHMARKS.md").read_text()
 
 
 def test_holdout_selection_needs_every_cell_and_picks_the_best_mean():
@@ -553,3 +560,19 @@ def test_goal_lines_add_each_method_measured_at_the_reference_sizes():
                       "1 seed | met |"]
     assert not any("cool-down" in line or "logit KD" in line for line in lines)
     assert summary.method_tools(recs) == ["prunecli+rewind"]
+
+
+def test_the_committed_benchmarks_are_the_rendered_ones_and_short():
+    """BENCHMARKS.md (at most ~40 KB, the summary of goals first) and bench/results/README.md (every run's tables)
+    are what the renderer makes of the committed results."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    results = repo / "bench" / "results"
+    records = render_results.load_results(results)
+    committed = (repo / "BENCHMARKS.md").read_text(encoding="utf-8")
+    hint = "re-render with: .venv/bin/python bench/render_results.py --readme"
+    assert committed == render_results.render_markdown(records, results), hint
+    assert (results / "README.md").read_text(encoding="utf-8") == render_results.render_runs(records), hint
+    assert len(committed.encode("utf-8")) <= 40_000
+    assert committed.startswith("# Benchmarks\n\n## Summary: every goal\n")
