@@ -182,6 +182,10 @@ class Recipe(PruningGroup):  # type: ignore[misc, valid-type]
         None, description="Written by prunecli in prune_recipe.json: the heads or neurons each block of a head "
         "or neuron group lost; ignored on input."
     )
+    computed_from_epochs: dict[str, Any] | None = Field(
+        None, description="Written by prunecli in prune_recipe.json: the epochs and steps per epoch the step "
+        "window was computed from; ignored on input."
+    )
     training: TrainingSettings | None = Field(
         None, description="The training method the recipe was made with: `prunecli prune` options (distillation, "
         "learning-rate shape) whose defaults it sets; an option given on the command line wins."

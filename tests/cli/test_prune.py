@@ -114,6 +114,9 @@ def test_mixed_recipe_prunes_exactly_the_layers_it_names(workdir):
                                                                       "intermediate.dense", "output.dense")}
     qkv = {f"bert.encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "key", "value")}
     assert set(groups[0]["layers"]) == ffn and groups[0]["pattern"] == "1x1"
+    from prunecli.sparsity.recipe import load_recipe
+
+    load_recipe(str(out / "prune_recipe.json"))  # the recipe as it ran is a valid recipe again
     assert set(groups[1]["layers"]) == qkv and groups[1]["pattern"] == "4x1"
     for name, w in weights.items():
         module = name.removesuffix(".weight")
