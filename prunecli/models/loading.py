@@ -84,7 +84,7 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
     task_type = data.task_type
     model_type = model_task_type(config)
     if not training and model_type is not None and model_type != task_type:
-        raise CheckpointError(f"{path} is a {DESCRIPTIONS[model_type]} model; this data is for "
+        raise CheckpointError(f"{path} is a model for {DESCRIPTIONS[model_type]}; this data is for "
                               f"{DESCRIPTIONS[task_type]}.",
                               hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
                                    "or fine-tune a model for this task first.")
@@ -149,7 +149,9 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
 
 
 def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Load a sequence classifier for inference: (model in eval mode on CPU, facts about the load).
+    """Load a sequence classifier for inference: (model in eval mode on CPU, facts about the load). A checkpoint
+    whose config names a question-answering or token-classification architecture loads with that Auto class
+    (`prunecli.tasks`), so compact, benchmark and inspect work on every task type.
 
     `resolve_model_path` maps the packaged MiniLM's aliases; the folder must hold config.json. Weights load from
     safetensors, else with `weights_only=True`; no model code from the checkpoint ever runs. A folder saved from a
@@ -159,11 +161,14 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     given = str(name_or_path)
     resolved = resolve_model_path(given)
     check_model_folder(resolved, given)
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig
+
+    from prunecli.tasks import CLASSIFICATION, DESCRIPTIONS, auto_model_class, model_task_type
 
     try:
         with quiet_transformers() if quiet else contextlib.nullcontext():
-            model, loading = AutoModelForSequenceClassification.from_pretrained(
+            task_type = model_task_type(AutoConfig.from_pretrained(resolved)) or CLASSIFICATION
+            model, loading = auto_model_class(task_type).from_pretrained(
                 resolved, weights_only=True, output_loading_info=True
             )
     except Exception as err:
@@ -173,7 +178,8 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     facts = {
         "path": given, "resolved_path": str(Path(resolved).resolve()) if Path(resolved).exists() else resolved,
         "architecture": type(model).__name__, "model_type": getattr(model.config, "model_type", None),
-        "missing_keys": len(missing), "new_head": bool(missing),
+        "missing_keys": len(missing), "new_head": bool(missing), "task_type": task_type,
+        "task": DESCRIPTIONS[task_type],
     }
     if missing:
         logger.info("%s: %d weights newly initialised (%s ...)", given, len(missing), ", ".join(missing[:3]))

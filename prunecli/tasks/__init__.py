@@ -67,12 +67,24 @@ def task_type_of(cfg: DataConfig) -> str:
 
 
 def model_task_type(config: Any) -> str | None:
-    """The task type a model's config says it answers (from `architectures`), None when it does not say."""
-    for name in getattr(config, "architectures", None) or ():
+    """The task type a model (by its class) or a config (by its `architectures`) answers, None when it does not
+    say."""
+    for name in (type(config).__name__, *(getattr(config, "architectures", None) or ())):
         for suffix, kind in ARCHITECTURE_SUFFIXES.items():
             if str(name).endswith(suffix):
                 return kind
     return None
+
+
+def output_logits(outputs: Any):
+    """One logits tensor of any task's model output: `logits`, or question answering's start and end logits
+    stacked on a last axis ([batch, tokens, 2])."""
+    logits = getattr(outputs, "logits", None)
+    if logits is not None:
+        return logits
+    import torch
+
+    return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
 
 
 def auto_model_class(task_type: str):
@@ -95,7 +107,7 @@ def _split_files(cfg: DataConfig, need_train: bool, find, what: str) -> tuple[Pa
         if dev is None:
             raise DataError(f"--data_dir {folder} has no evaluation file for {what}.",
                             hint=f"expected one of: {', '.join(find.dev_names)}.")
-        return train, dev
+        return (train if need_train else None), dev
     if need_train and not cfg.train_file:
         raise DataError(f"training on {what} needs --train_file or --data_dir.")
     if not cfg.validation_file:
