@@ -434,6 +434,8 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
     import numpy as np
     import torch
 
+    from prunecli.tasks import output_logits
+
     every = entry.batches[case.name]
     batches = every[index::timing.rounds] or every  # round i times every rounds-th batch: all of them, over rounds
     sizes = [int(b["input_ids"].shape[0]) for b in batches]
@@ -447,7 +449,7 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
     result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, share.min_runs)
     if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
         with torch.inference_mode():
-            ref = entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()}).logits.float().numpy()
+            ref = output_logits(entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()})).float().numpy()
         got = session.run(["logits"], every[0])[0]
         entry.onnx["max_abs_diff"] = max(entry.onnx["max_abs_diff"], float(np.max(np.abs(got - ref))))
     return result

@@ -196,6 +196,7 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     }
     state = {name: tensor.detach().cpu() for name, tensor in trainer.unwrapped_model.state_dict().items()}
     report = sparsity_report(state, recipe=resolved, config=trainer.unwrapped_model.config.to_dict())
+    report["task"] = data.task_type  # the report and the card name the task the model was pruned for
     metrics = results.get("final_metrics") or {}
     output_dir = cfg.train.output_dir
     extra = {

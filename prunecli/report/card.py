@@ -20,13 +20,16 @@ def model_card(*, model_name: str, cfg: Any, metrics: dict[str, float], report: 
         for key, label in labels.items()
         if isinstance(model_level.get(key), dict)
     )
-    task = cfg.data.task_name or "custom data"
+    from prunecli.tasks import AUTO_CLASSES, DESCRIPTIONS, task_type_of
+
+    kind = report.get("task") or task_type_of(cfg.data)
+    task = f"{cfg.data.task_name or 'custom data'} ({DESCRIPTIONS[kind]})"
     return (
         f"---\nlibrary_name: transformers\ntags:\n- pruned\n- sparse\n- prunecli\n---\n\n"
         f"# {model_name}: pruned with prunecli\n\n"
         f"Pruned from `{cfg.train.model_name_or_path}` on {task} with "
         f"prunecli {__version__}. Pruned weights are stored as exact zeros in a "
-        f"standard checkpoint: `AutoModelForSequenceClassification.from_pretrained` loads it as is.\n\n"
+        f"standard checkpoint: `{AUTO_CLASSES[kind]}.from_pretrained` loads it as is.\n\n"
         f"## Evaluation\n\n| metric | value |\n|---|---|\n{metric_lines}\n\n"
         f"## Sparsity\n\n{summary}\n\n{markdown_table(report)}\n\n"
         f"## Recipe\n\nThe fully resolved recipe is in `prune_recipe.json`:\n\n"

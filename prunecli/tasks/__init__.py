@@ -38,6 +38,8 @@ ARCHITECTURE_SUFFIXES = {"ForSequenceClassification": CLASSIFICATION, "ForQuesti
 #: How each task type is said to people.
 DESCRIPTIONS = {CLASSIFICATION: "sequence classification", QUESTION_ANSWERING: "extractive question answering",
                 TOKEN_CLASSIFICATION: "token classification (named entities)"}
+#: Tokens per example `benchmark` times a model of each task type with (random inputs): QA's window.
+TIMING_LENGTHS = {CLASSIFICATION: 128, QUESTION_ANSWERING: 384, TOKEN_CLASSIFICATION: 128}
 #: The metric each task type is ranked by.
 PRIMARY_METRICS = {QUESTION_ANSWERING: "f1", TOKEN_CLASSIFICATION: "f1"}
 
@@ -85,6 +87,19 @@ def output_logits(outputs: Any):
     import torch
 
     return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
+
+
+def folder_task_type(path: str) -> str:
+    """The task type of a model folder from its config.json (no torch); classification when it does not say."""
+    import json
+
+    from prunecli.models.folders import resolve_model_path
+
+    try:
+        config = json.loads((Path(resolve_model_path(path)) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return CLASSIFICATION
+    return model_task_type(type("Config", (), {"architectures": config.get("architectures")})()) or CLASSIFICATION
 
 
 def auto_model_class(task_type: str):
