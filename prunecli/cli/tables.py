@@ -117,7 +117,7 @@ def plan_table(plan: list[dict[str, Any]], excluded_heads: list[str]):
         elif grouped:
             notes.append("{…} in a layer name stands for several layers.")
         if excluded_heads:
-            notes.append(f"Not pruned (classification head): {', '.join(excluded_heads)}")
+            notes.append(f"Not pruned (task head): {', '.join(excluded_heads)}")
         moved = [i for i in (3, 4, 6) if i not in shown]
         if not moved:
             table.caption, table.caption_justify = escape("\n".join(notes)) or None, "left"

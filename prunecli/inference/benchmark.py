@@ -278,7 +278,7 @@ def benchmark_models(
 
     Returns {"schema", "models": [{"path", "label", "architecture", "model_type", "params", "nonzero_params",
     "flops_per_example", "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes",
-    "file_mb", "weight_files", "new_head", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
+    "file_mb", "weight_files", "new_head", "task", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
     "data": {"split", "examples", "mean_length", "max_length"} | None, "cases": {case: {backend: {"median_ms",
     "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "rounds",
     "speedup"}}}}],

@@ -163,7 +163,7 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     check_model_folder(resolved, given)
     from transformers import AutoConfig
 
-    from prunecli.tasks import CLASSIFICATION, DESCRIPTIONS, auto_model_class, model_task_type
+    from prunecli.tasks import CLASSIFICATION, auto_model_class, model_task_type
 
     try:
         with quiet_transformers() if quiet else contextlib.nullcontext():
@@ -178,8 +178,7 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     facts = {
         "path": given, "resolved_path": str(Path(resolved).resolve()) if Path(resolved).exists() else resolved,
         "architecture": type(model).__name__, "model_type": getattr(model.config, "model_type", None),
-        "missing_keys": len(missing), "new_head": bool(missing), "task_type": task_type,
-        "task": DESCRIPTIONS[task_type],
+        "missing_keys": len(missing), "new_head": bool(missing), "task": task_type,
     }
     if missing:
         logger.info("%s: %d weights newly initialised (%s ...)", given, len(missing), ", ".join(missing[:3]))

@@ -42,6 +42,7 @@ from prunecli.data.metrics import compute_metrics
 from prunecli.errors import UserError
 from prunecli.training import checkpoint as ckpt
 from prunecli.training import resume as resume_states
+from prunecli.training.evaluation import token_task_scores
 from prunecli.training.progress import Progress
 from prunecli.training.setup import (
     METRIC_DRIVEN_SCHEDULERS,
@@ -244,7 +245,9 @@ class Trainer:
         losses = []
         for split, loader in self.eval_dataloaders.items():
             if self.data.task.task_type != "classification":
-                scores, loss = self._evaluate_tokens(split, loader)
+                id2label = {int(k): v for k, v in self.unwrapped_model.config.id2label.items()}
+                scores, loss = token_task_scores(self.accelerator, loader, self._forward, self.data, split,
+                                                 self.cfg.data, id2label)
                 metrics.update({f"{name}{metric_suffix(split)}": value for name, value in scores.items()})
                 if loss is not None:
                     losses.append(loss)
@@ -271,45 +274,6 @@ class Trainer:
         self.last_eval_loss = sum(losses) / len(losses) if losses else None
         self.model.train()
         return metrics
-
-    def _evaluate_tokens(self, split: str, loader) -> tuple[dict[str, float], float | None]:
-        """Scores of one split of a question-answering or token-classification task, from per-token outputs
-        gathered over processes and put back in row order (the loader batches rows by length)."""
-        acc = self.accelerator
-        qa = self.data.task.task_type == "question_answering"
-        rows: dict[int, tuple] = {}
-        loss_sum, loss_count = 0.0, 0
-        for batch in loader:
-            with torch.no_grad():
-                outputs = self._forward(batch)
-            if qa:
-                first, second = outputs.start_logits, outputs.end_logits
-            else:
-                first, second = outputs.logits.argmax(dim=-1), batch["labels"]
-            first = acc.pad_across_processes(first, dim=1, pad_index=-100)
-            second = acc.pad_across_processes(second, dim=1, pad_index=-100)
-            ids, first, second = acc.gather_for_metrics((batch[EXAMPLE_ID], first, second))
-            for i, a, b in zip(ids.tolist(), first.float().cpu().numpy() if qa else first.cpu().numpy(),
-                               second.float().cpu().numpy() if qa else second.cpu().numpy(), strict=True):
-                rows[i] = (a, b)
-            if outputs.loss is not None:
-                loss_sum += float(acc.reduce(outputs.loss.detach(), "mean"))
-                loss_count += 1
-        raw = self.data.task.eval_splits[split]
-        if qa:
-            from prunecli.tasks.qa import score_split
-
-            examples, offsets = self.data.eval_windows[split]
-            order = range(len(examples))
-            scores = score_split(raw, examples, offsets, [rows[i][0] for i in order], [rows[i][1] for i in order],
-                                 self.cfg.data)
-        else:
-            from prunecli.tasks.ner import score_split
-
-            order = raw["example_id"]
-            id2label = {int(k): v for k, v in self.unwrapped_model.config.id2label.items()}
-            scores = score_split(raw, [rows[i][0] for i in order], [rows[i][1] for i in order], id2label)
-        return scores, (loss_sum / loss_count if loss_count else None)
 
     # -- training -----------------------------------------------------------------------------------------
 

@@ -210,3 +210,21 @@ def test_max_seq_length_above_the_model_positions(qa_run):
     result = cli("evaluate", qa_run["dense"], "--task_name", "squad", "--data_dir", qa_run["data"],
                  "--max_seq_length", 384)
     assert_user_error(result, "--max_seq_length 384", "64")
+
+
+def test_inc_squad_command_line_runs_as_prunecli_prune(tmp_path):
+    """INC's run_qa_no_trainer.py command (BERT-mini, 4x1 at 80%) with `prunecli prune` in its place: --dataset_name
+    is --task_name, --max_seq_length and --doc_stride are kept (a dry run: the plan, no training)."""
+    from tests.helpers import make_tiny_bert
+
+    model = make_tiny_bert(tmp_path / "bert", max_position_embeddings=512)
+    data = write_squad_folder(tmp_path / "squad", n_train=8, n_dev=4)
+    inc = ("--dataset_name squad --max_seq_length 384 --doc_stride 128 --per_device_train_batch_size 16 "
+           "--learning_rate 4.5e-4 --num_train_epochs 10 --weight_decay 1e-7 --do_prune --target_sparsity 0.8 "
+           "--pruning_pattern 4x1 --pruning_frequency 1000 --num_warmup_steps 1000 --cooldown_epochs 5 "
+           "--distill_loss_weight 4.5").split()
+    result = cli("prune", *inc, "--model_name_or_path", model, "--data_dir", data, "--output_dir", tmp_path / "out",
+                 "--dry_run")
+    assert result.exit_code == 0, result.output
+    assert "4x1" in result.output and "0.80" in result.output
+    assert "Not pruned (task head): qa_outputs" in result.output
