@@ -277,7 +277,7 @@ class Distiller:
             return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
         return outputs.logits
 
-    def _logits_kl(self, batch: dict[str, torch.Tensor], student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    def logits_kl(self, batch: dict[str, torch.Tensor], student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL of the teacher's and student's softened distributions: over labels per example (classification), over
         labels per labelled token (token classification: padding and later sub-tokens left out), over the real
         positions of the window for the start and for the end (question answering, their mean)."""
@@ -314,7 +314,7 @@ class Distiller:
         parts = {"label_loss": float(label_loss.detach())}
         if self.uses_logits:
             student_logits = self._logits(outputs)
-            kl = self._logits_kl(batch, student_logits, target["logits"].to(student_logits.dtype))
+            kl = self.logits_kl(batch, student_logits, target["logits"].to(student_logits.dtype))
             loss = cfg.distill_alpha * cfg.distill_loss_weight * kl
             if cfg.distill_alpha < 1.0:
                 loss = loss + (1.0 - cfg.distill_alpha) * label_loss
