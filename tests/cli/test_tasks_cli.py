@@ -7,25 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from prunecli.cli.app import app
+from tests.cli.test_finetune_cli import assert_user_error, cli
 from tests.task_data import ner_sentences, squad_articles, write_conll, write_conll_folder, write_squad_folder
 
-runner = CliRunner()
 QA_WINDOWS = ["--max_seq_length", "32", "--doc_stride", "8"]  # the tiny model has 64 positions
 TRAIN = ["--learning_rate", "3e-3", "--per_device_train_batch_size", "8"]
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Error:" in result.stderr and "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
 
 
 def _offline(env, folder):
