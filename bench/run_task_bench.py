@@ -10,6 +10,7 @@ distillation from it), `units` (heads + neurons, `recipes/heads_neurons.json`, t
     python bench/run_task_bench.py --profile squad-cpu-8k --runs dense,2:4  # run them (resumable: a run whose
                                                                             # eval_results.json exists is skipped)
     python bench/run_task_bench.py --profile squad-cpu-8k --collect         # bench/results/tasks/<profile>.json
+    python bench/run_task_bench.py --profile squad-cpu-8k --render          # markdown tables, INC's rows
 
 Profiles (`PROFILES`): `squad-cpu-8k-screen` (a fixed training subset of 8,000 questions, seed 42, scored on
 the first 1,000 dev questions: for choosing settings), `squad-cpu-8k` (the same training, the full dev set of
@@ -125,6 +126,54 @@ def collect(profile: Profile, workdir: Path) -> dict:
             "runs": runs}
 
 
+#: INC's published SQuAD v1.1 F1 (snip-momentum with distillation, from fine-tuned dense models), for scale.
+INC_SQUAD = (("BERT-mini", "4x1, 80%", 0.7662, 0.7617), ("BERT-mini", "2:4", 0.7662, 0.7733),
+             ("DistilBERT", "4x1, 80%", 0.8690, 0.8615), ("DistilBERT", "2:4", 0.8690, 0.8731))
+#: Issue 31's goals: the largest relative F1 loss against dense, and the least speed-up (units only).
+GOALS = {"2:4": (0.01, None), "4x1": (0.03, None), "units": (0.02, 2.0)}
+
+
+def _speedup(entry: dict, backend: str) -> float | None:
+    models = (entry.get("benchmark") or {}).get("models") or []
+    if len(models) < 2:
+        return None
+    cases = models[1].get("cases") or {}
+    for case in cases.values():
+        if backend in case and case[backend].get("speedup") is not None:
+            return float(case[backend]["speedup"])
+    return None
+
+
+def render(results: list[dict]) -> str:
+    """Markdown tables of collected profiles (F1 against dense, the goal, the compacted model's speed-up),
+    then INC's published SQuAD figures for scale."""
+    lines = ["| profile | run | exact match | F1 | vs dense | goal | met | PyTorch | ONNX Runtime |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        runs = result["runs"]
+        dense = (runs.get("dense", {}).get("metrics") or {}).get("f1")
+        speed = runs.get("speed", {})
+        for run in ("dense", *PRUNED):
+            metrics = runs.get(run, {}).get("metrics")
+            if not metrics:
+                continue
+            f1, em = metrics.get("f1"), metrics.get("exact_match")
+            delta = (f1 - dense) / dense if dense and run != "dense" else None
+            loss, least = GOALS.get(run, (None, None))
+            up, onnx = (_speedup(speed, "pytorch"), _speedup(speed, "onnxruntime")) if run == "units" else (None, None)
+            goal = "" if loss is None else f"within {loss:.0%}" + (f", {least:g}x" if least else "")
+            met = "" if loss is None or delta is None else (
+                "yes" if delta >= -loss and (least is None or (up or 0) >= least) else "no")
+            lines.append("| " + " | ".join([
+                result["profile"], run, "" if em is None else f"{em:.4f}", f"{f1:.4f}",
+                "" if delta is None else f"{delta:+.2%}", goal, met,
+                "" if up is None else f"{up:.2f}x", "" if onnx is None else f"{onnx:.2f}x"]) + " |")
+    lines += ["", "INC 2.x's published SQuAD v1.1 F1, for scale:", "",
+              "| model | pattern | dense | sparse |", "| --- | --- | --- | --- |"]
+    lines += [f"| {m} | {p} | {d:.4f} | {q:.4f} |" for m, p, d, q in INC_SQUAD]
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
@@ -133,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prunecli", default=f"{sys.executable} -m prunecli", help="how to call prunecli")
     parser.add_argument("--print", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--collect", action="store_true", help="write bench/results/tasks/<profile>.json")
+    parser.add_argument("--render", action="store_true", help="print the tables of bench/results/tasks/*.json")
     return parser
 
 
@@ -140,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     profile, workdir = PROFILES[args.profile], Path(args.workdir)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    if args.render:
+        files = sorted((REPO / "bench" / "results" / "tasks").glob("*.json"))
+        print(render([json.loads(f.read_text()) for f in files]), end="")
+        return 0
     if args.collect:
         target = REPO / "bench" / "results" / "tasks" / f"{profile.name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -60,3 +60,23 @@ def test_print_runs_nothing_and_collect_reads_results(tmp_path, capsys):
     (dense / "eval_results.json").write_text(json.dumps({"f1": 0.5}))
     result = collect(PROFILES["smoke-conll"], tmp_path)
     assert result["runs"]["dense"]["metrics"] == {"f1": 0.5} and "metrics" not in result["runs"]["2:4"]
+
+
+def test_render_compares_with_dense_checks_goals_and_shows_inc_rows():
+    from bench.run_task_bench import render
+
+    speed = {"benchmark": {"models": [{"cases": {"b32 s384": {"pytorch": {"speedup": 1.0}}}},
+                                      {"cases": {"b32 s384": {"pytorch": {"speedup": 2.4},
+                                                              "onnxruntime": {"speedup": 2.2}}}}]}}
+    result = {"profile": "squad-cpu-8k", "runs": {
+        "dense": {"metrics": {"exact_match": 0.70, "f1": 0.80}},
+        "2:4": {"metrics": {"exact_match": 0.69, "f1": 0.796}},  # -0.5%: within 1%
+        "4x1": {"metrics": {"exact_match": 0.60, "f1": 0.70}},  # -12.5%: not within 3%
+        "units": {"metrics": {"exact_match": 0.68, "f1": 0.788}},  # -1.5% at 2.4x: met
+        "speed": speed}}
+    lines = render([result]).splitlines()
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| squad-cpu-8k")}
+    assert "-0.50%" in rows["2:4"] and rows["2:4"].endswith("| within 1% | yes |  |  |")
+    assert "-12.50%" in rows["4x1"] and "| no |" in rows["4x1"]
+    assert "| within 2%, 2x | yes | 2.40x | 2.20x |" in rows["units"]
+    assert "| BERT-mini | 4x1, 80% | 0.7662 | 0.7617 |" in lines
