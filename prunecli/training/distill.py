@@ -13,6 +13,11 @@ Two losses:
 * ``logits_kl``: ``alpha * w * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * label loss``
   (Hinton et al.; T = ``distill_temperature``).
 
+Question answering and token classification (``task_type``): ``logits_kl`` compares the start and the end
+distribution over each window's real tokens (QA), or each labelled token's label distribution (NER); their
+per-token teacher logits are cached like hidden states, per real token of a row, and a QA row is one window
+(its ``example_id`` is the window's index, so two windows of one question never share an entry).
+
 Avoidable work is removed: the teacher is frozen and in eval mode, so its outputs for an example
 never change. They are computed once (first epoch) and cached per ``example_id`` when the cache
 fits in ``PRUNECLI_TEACHER_CACHE_GB`` (default 4 GiB); only the teacher's encoder runs for
