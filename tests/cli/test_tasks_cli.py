@@ -215,3 +215,23 @@ def test_inc_squad_command_line_runs_as_prunecli_prune(tmp_path):
     assert result.exit_code == 0, result.output
     assert "4x1" in result.output and "0.80" in result.output
     assert "Not pruned (task head): qa_outputs" in result.output
+
+
+def test_qa_prune_with_distillation_resumes_to_the_same_weights(qa_run):
+    """A 2:4 run with logit distillation (the teacher cache keyed by window), resumed from its step_2, ends with
+    the uninterrupted run's weights."""
+    from safetensors.torch import load_file
+
+    folder = qa_run["folder"]
+    common = ["--model_name_or_path", qa_run["dense"], "--task_name", "squad", "--data_dir", qa_run["data"],
+              *QA_WINDOWS, *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "2:4", "--target_sparsity", 0.5,
+              "--pruning_frequency", 1, "--distill_loss_weight", 1.0, "--distill_type", "logits_kl",
+              "--checkpointing_steps", 2, "--seed", 5]
+    full = cli("prune", *common, "--output_dir", folder / "resume_full")
+    assert full.exit_code == 0, full.output
+    resumed = cli("prune", *common, "--output_dir", folder / "resume_again", "--resume_from_checkpoint",
+                  folder / "resume_full" / "step_2")
+    assert resumed.exit_code == 0, resumed.output
+    a = load_file(folder / "resume_full" / "model.safetensors")
+    b = load_file(folder / "resume_again" / "model.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
