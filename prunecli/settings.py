@@ -123,10 +123,13 @@ SETTINGS: tuple[Setting, ...] = (
     _s("task_name", str, None, "GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), `rotten_tomatoes` "
        "(embedded demo data), `squad` (question answering, SQuAD v1.1 JSON) or `conll2003` / `ner` (named "
        "entities, CoNLL text); see docs/tasks.md.", "data", optional=True, aliases=("--dataset_name",)),
-    _s("data_dir", str, None, "A local GLUE task folder in the classic TSV layout (train.tsv, dev.tsv).", "data",
+    _s("data_dir", str, None, "A local GLUE task folder in the classic TSV layout (train.tsv, dev.tsv); with "
+       "--task_name squad, SQuAD JSON (train-v1.1.json, dev-v1.1.json); with conll2003, CoNLL text (train.txt, "
+       "dev.txt).", "data", optional=True),
+    _s("train_file", str, None, "Training data: csv, json, jsonl or tsv; SQuAD JSON; CoNLL text.", "data",
        optional=True),
-    _s("train_file", str, None, "Training data: csv, json, jsonl or tsv.", "data", optional=True),
-    _s("validation_file", str, None, "Validation data: csv, json, jsonl or tsv.", "data", optional=True),
+    _s("validation_file", str, None, "Validation data: csv, json, jsonl or tsv; SQuAD JSON; CoNLL text.", "data",
+       optional=True),
     _s("max_length", int, 128, "Maximum tokens per example (longer ones are truncated).", "data", ge=1),
     _s("pad_to_max_length", bool, False, "Pad every example to --max_length (default: dynamic padding).", "data"),
     _s("max_train_samples", int, None, "Use only this many training examples (seeded subset).", "data",
