@@ -27,7 +27,9 @@ def render_summary(results: dict[str, Any], title: str = "Training summary", con
 
     console = console or _console()
     epochs = results.get("epochs", [])
-    names = list(results.get("final_metrics", {}))
+    from prunecli.tasks.ner import is_per_type_metric
+
+    names = [n for n in results.get("final_metrics", {}) if not is_per_type_metric(n)]  # per type: --json, files
     table = Table(title=title, title_justify="left")
     table.add_column("epoch", justify="right")
     table.add_column("step", justify="right")

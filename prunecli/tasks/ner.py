@@ -250,6 +250,12 @@ def word_predictions(token_predictions: Sequence[int], token_labels: Sequence[in
     return tags[:n_words] + ["O"] * (n_words - len(tags))
 
 
+def is_per_type_metric(name: str) -> bool:
+    """Whether a metric is one entity type's F1 (`f1_PER`): kept in JSON and files, left out of the tables that
+    must read at 80 columns."""
+    return name.startswith("f1_") and name[3:].isupper()
+
+
 def entity_scores(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
     """seqeval's entity-level micro precision, recall and F1, plus `f1_<TYPE>` for each entity type of the
     references, all in [0, 1]."""

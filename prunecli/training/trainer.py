@@ -40,6 +40,7 @@ from prunecli.data.examples import EXAMPLE_ID, TokenizedData
 from prunecli.data.glue import metric_suffix
 from prunecli.data.metrics import compute_metrics
 from prunecli.errors import UserError
+from prunecli.tasks.ner import is_per_type_metric
 from prunecli.training import checkpoint as ckpt
 from prunecli.training import resume as resume_states
 from prunecli.training.evaluation import token_task_scores
@@ -318,7 +319,8 @@ class Trainer:
                 metrics = self.evaluate()
                 state.evaluated_at = state.completed_steps
                 self._record_epoch(epoch, metrics)
-                progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                             if not is_per_type_metric(k)))
                 if self.metric_driven_scheduler and self.last_eval_loss is not None:
                     self.lr_scheduler.step(self.last_eval_loss)
                 if self.checkpointing == "epoch":

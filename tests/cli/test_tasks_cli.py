@@ -43,7 +43,7 @@ def ner_run(tmp_path_factory, tiny_bert_dir):
         result = cli("finetune", "--model_name_or_path", tiny_bert_dir, "--task_name", "conll2003", "--data_dir",
                      data, *TRAIN, "--num_train_epochs", 6, "--output_dir", folder / "dense")
     assert result.exit_code == 0, result.output
-    return {"folder": folder, "data": data, "dense": folder / "dense"}
+    return {"folder": folder, "data": data, "dense": folder / "dense", "output": result.output}
 
 
 def test_qa_finetune_learns_and_evaluate_reads_the_recorded_data(qa_run):
@@ -128,6 +128,9 @@ def test_ner_finetune_prune_heads_compact_evaluate(ner_run):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert {"precision", "recall", "f1", "f1_POS", "f1_NEG"} <= set(metrics)
+    # the summary table keeps to 80 columns: per-type F1 is in --json and eval_results.json only
+    assert "recall" in ner_run["output"] and "f1_POS" not in ner_run["output"]
+    assert "f1_POS" in json.loads((ner_run["dense"] / "eval_results.json").read_text())
     assert metrics["f1"] > 0.3
     out = ner_run["folder"] / "heads"
     result = cli("prune", "--model_name_or_path", ner_run["dense"], "--task_name", "ner", "--data_dir",

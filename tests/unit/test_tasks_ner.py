@@ -97,3 +97,8 @@ def test_entity_scores_hand_worked():
     assert scores["f1_LOC"] == pytest.approx(0.0)
     # a wrong boundary is a miss (entity level, not token level)
     assert ner.entity_scores([["B-PER", "O"]], [["B-PER", "I-PER"]])["f1"] == 0.0
+
+
+def test_per_type_metrics_are_told_apart():
+    assert ner.is_per_type_metric("f1_PER") and ner.is_per_type_metric("f1_MISC")
+    assert not ner.is_per_type_metric("f1") and not ner.is_per_type_metric("f1_mm")
