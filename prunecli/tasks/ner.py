@@ -163,8 +163,10 @@ def read_conll(path: str | Path) -> tuple[list[list[str]], list[list[str]]]:
     flat_tags = [t for sentence in tags for t in sentence]
     for n, tag in zip(flat_lines, flat_tags, strict=True):
         if split_tag(tag) is None:
-            raise DataError(f"{path}, line {n}: tag {tag!r} is neither O nor B-TYPE / I-TYPE.",
-                            hint="named-entity tags are IOB1 or IOB2: O, B-PER, I-PER, ...")
+            hint = "named-entity tags are IOB1 or IOB2: O, B-PER, I-PER, ..."
+            if tag.lstrip("-").isdigit():  # the hub's ner_tags are class ids
+                hint = "write the tag names (O, B-PER, ...), not class ids: ids do not say which entity they mean."
+            raise DataError(f"{path}, line {n}: tag {tag!r} is neither O nor B-TYPE / I-TYPE.", hint=hint)
     iob2, iob1 = iob_problems(tags)
     if iob2 is None:
         return tokens, tags

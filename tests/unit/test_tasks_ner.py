@@ -102,3 +102,11 @@ def test_entity_scores_hand_worked():
 def test_per_type_metrics_are_told_apart():
     assert ner.is_per_type_metric("f1_PER") and ner.is_per_type_metric("f1_MISC")
     assert not ner.is_per_type_metric("f1") and not ner.is_per_type_metric("f1_mm")
+
+
+def test_class_ids_instead_of_tag_names_are_refused_with_a_hint(tmp_path):
+    path = tmp_path / "hub.jsonl"
+    path.write_text(json.dumps({"tokens": ["EU", "rejects"], "ner_tags": [3, 0]}) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"hub\.jsonl, line 1: tag '3'") as err:
+        ner.read_conll(path)
+    assert "not class ids" in err.value.hint
