@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from prunecli.cli.options import DATA, DataDir, MaxLength, TaskName, ValidationFile, _opt
+from prunecli.cli.options import DATA, DataDir, DocStride, MaxLength, MaxSeqLength, TaskName, ValidationFile, _opt
 from prunecli.config import DataConfig
 from prunecli.errors import UserError
 
@@ -38,6 +38,8 @@ def command(
     data_dir: DataDir = None,
     validation_file: ValidationFile = None,
     max_length: MaxLength = DataConfig().max_length,
+    max_seq_length: MaxSeqLength = DataConfig().max_seq_length,
+    doc_stride: DocStride = DataConfig().doc_stride,
     max_eval_samples: Annotated[
         int, _opt("max_eval_samples", "Real-length cases: time this many examples of the evaluation split.", DATA)
     ] = _DATA_EXAMPLES,
@@ -68,7 +70,7 @@ def command(
     data = None
     if task_name or data_dir or validation_file:
         data = DataConfig(task_name=task_name, data_dir=data_dir, validation_file=validation_file,
-                          max_length=max_length)
+                          max_length=max_length, max_seq_length=max_seq_length, doc_stride=doc_stride)
     run(list(models or []), data=data, data_examples=max_eval_samples, batch_sizes=batch_sizes,
         sequence_length=sequence_length, backend=backend, repeats=repeats, min_time=min_time, max_time=max_time,
         warmup=warmup, rounds=rounds, threads=threads, as_json=as_json, output=output)

@@ -113,6 +113,12 @@ def test_qa_heads_and_neurons_compact_and_load(qa_run):
                 "--min_time", 0, "--rounds", 1, "--warmup", 1, "--json")
     assert timed.exit_code == 0, timed.output
     assert len(json.loads(timed.stdout)["models"]) == 2
+    # real-length cases: the dev questions' windows
+    real = cli("benchmark", out, "--task_name", "squad", "--data_dir", qa_run["data"], *QA_WINDOWS, "--batch_sizes",
+               2, "--sequence_length", 32, "--backend", "pytorch", "--repeats", 2, "--min_time", 0, "--rounds", 1,
+               "--warmup", 1, "--json")
+    assert real.exit_code == 0, real.output
+    assert any(case["inputs"] == "data" for case in json.loads(real.stdout)["cases"].values())
     # without --sequence_length a question-answering model is timed on 384-token windows (here: its 64 positions)
     refused = cli("benchmark", out, "--batch_sizes", 1, "--backend", "pytorch")
     assert_user_error(refused, "--sequence_length is 384")
