@@ -348,8 +348,6 @@ def tokenize_qa(data, tokenizer, cfg):
     if limit is not None and 0 < limit < max_length:
         raise DataError(f"--max_seq_length {max_length} is above this model's {limit} positions.",
                         hint=f"pass --max_seq_length {limit} or less.")
-    if cfg.doc_stride >= max_length:
-        raise DataError(f"--doc_stride {cfg.doc_stride} must be below --max_seq_length {max_length}.")
     train = None
     if data.train is not None:
         train = data.train.map(lambda b: train_features(b, tokenizer, max_length, cfg.doc_stride), batched=True,

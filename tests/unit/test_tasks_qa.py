@@ -112,3 +112,9 @@ def test_squad_scores_hand_worked(prediction, references, em, f1):
 def test_squad_scores_average_over_questions():
     scores = qa.squad_scores(["a cat", "dog house"], [["the cat"], ["dog"]])
     assert scores == pytest.approx({"exact_match": 0.5, "f1": (1.0 + 2 / 3) / 2})
+
+
+def test_a_stride_as_long_as_the_window_is_refused(fast_tokenizer):
+    batch = {"question": ["good"], "context": ["the movie"], "answers": [{"text": ["movie"], "answer_start": [4]}]}
+    with pytest.raises(DataError, match="--doc_stride 32 must be below --max_seq_length 32"):
+        qa.train_features(batch, fast_tokenizer, 32, 32)
