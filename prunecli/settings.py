@@ -120,17 +120,30 @@ def _s(name: str, type_: Any, default: Any, help: str, section: Section, **kw: A
 
 SETTINGS: tuple[Setting, ...] = (
     # ---- data ------------------------------------------------------------------------------------------
-    _s("task_name", str, None, "GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli) or `rotten_tomatoes` "
-       "(embedded demo data).", "data", optional=True),
-    _s("data_dir", str, None, "A local GLUE task folder in the classic TSV layout (train.tsv, dev.tsv).", "data",
+    _s("task_name", str, None, "GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli), `rotten_tomatoes` "
+       "(embedded demo data), `squad` (question answering, SQuAD v1.1 JSON) or `conll2003` / `ner` (named "
+       "entities, CoNLL text); see docs/tasks.md.", "data", optional=True, aliases=("--dataset_name",)),
+    _s("data_dir", str, None, "A local GLUE task folder in the classic TSV layout (train.tsv, dev.tsv); with "
+       "--task_name squad, SQuAD JSON (train-v1.1.json, dev-v1.1.json); with conll2003, CoNLL text (train.txt, "
+       "dev.txt).", "data", optional=True),
+    _s("train_file", str, None, "Training data: csv, json, jsonl or tsv; SQuAD JSON; CoNLL text.", "data",
        optional=True),
-    _s("train_file", str, None, "Training data: csv, json, jsonl or tsv.", "data", optional=True),
-    _s("validation_file", str, None, "Validation data: csv, json, jsonl or tsv.", "data", optional=True),
+    _s("validation_file", str, None, "Validation data: csv, json, jsonl or tsv; SQuAD JSON; CoNLL text.", "data",
+       optional=True),
     _s("max_length", int, 128, "Maximum tokens per example (longer ones are truncated).", "data", ge=1),
     _s("pad_to_max_length", bool, False, "Pad every example to --max_length (default: dynamic padding).", "data"),
     _s("max_train_samples", int, None, "Use only this many training examples (seeded subset).", "data",
        optional=True, ge=1),
     _s("max_eval_samples", int, None, "Use only this many evaluation examples.", "data", optional=True, ge=1),
+    # question answering and token classification (prunecli.tasks.qa, prunecli.tasks.ner)
+    _s("max_seq_length", int, 384, "Question answering: tokens per window of question and context (--max_length "
+       "is for the other tasks).", "data", ge=8),
+    _s("doc_stride", int, 128, "Question answering: tokens shared by two consecutive windows of a long context.",
+       "data", ge=0),
+    _s("n_best_size", int, 20, "Question answering: start and end positions tried per window.", "data", ge=1),
+    _s("max_answer_length", int, 30, "Question answering: longest answer, in tokens.", "data", ge=1),
+    _s("label_all_tokens", bool, False, "Token classification: train on every sub-token of a word (default: the "
+       "first carries the tag, the rest are ignored; evaluation always reads first sub-tokens).", "data"),
     _s("use_slow_tokenizer", bool, False, "Use the slow (Python) tokenizer.", "data"),
     _s("cache_dir", str, None, "Tokenization cache folder (default ~/.cache/prunecli).", "data", optional=True),
     # ---- training --------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from prunecli.cli.options import DATA, DataDir, MaxLength, TaskName, ValidationFile, _opt
+from prunecli.cli.options import DATA, DataDir, DocStride, MaxLength, MaxSeqLength, TaskName, ValidationFile, _opt
 from prunecli.config import DataConfig
 from prunecli.errors import UserError
 
@@ -37,13 +37,16 @@ def command(
     data_dir: DataDir = None,
     validation_file: ValidationFile = None,
     max_length: MaxLength = DataConfig().max_length,
+    max_seq_length: MaxSeqLength = DataConfig().max_seq_length,
+    doc_stride: DocStride = DataConfig().doc_stride,
     max_eval_samples: Annotated[
         int, _opt("max_eval_samples", "Real-length cases: time this many examples of the evaluation split.", DATA)
     ] = _DATA_EXAMPLES,
     batch_sizes: Annotated[str, _opt("batch_sizes", "Batch sizes to time, comma-separated.", BENCH)] = "1,32",
     sequence_length: Annotated[
-        int, _opt("sequence_length", "Tokens per example of the random-input cases (full attention masks).", BENCH)
-    ] = 128,
+        int | None, _opt("sequence_length", "Tokens per example of the random-input cases (full attention masks). "
+                         "Default: 384 when the first model answers questions, else 128.", BENCH)
+    ] = None,
     backend: Annotated[
         str, _opt("backend", "pytorch, onnxruntime, or both (onnxruntime only when it is installed).", BENCH)
     ] = "both",
@@ -66,14 +69,14 @@ def command(
     data = None
     if task_name or data_dir or validation_file:
         data = DataConfig(task_name=task_name, data_dir=data_dir, validation_file=validation_file,
-                          max_length=max_length)
+                          max_length=max_length, max_seq_length=max_seq_length, doc_stride=doc_stride)
     run(list(models or []), data=data, data_examples=max_eval_samples, batch_sizes=batch_sizes,
         sequence_length=sequence_length, backend=backend, repeats=repeats, min_time=min_time, max_time=max_time,
         warmup=warmup, rounds=rounds, threads=threads, as_json=as_json, output=output)
 
 
 def run(models: list[str], *, data: DataConfig | None = None, data_examples: int = _DATA_EXAMPLES,
-        batch_sizes: str = "1,32", sequence_length: int = 128, backend: str = "both", repeats: int = 20,
+        batch_sizes: str = "1,32", sequence_length: int | None = None, backend: str = "both", repeats: int = 20,
         min_time: float = 2.0, max_time: float = 30.0, warmup: int = 3, rounds: int = 3, threads: int | None = None,
         as_json: bool = False, output: str | None = None) -> dict[str, Any]:
     """Check the options, measure, print a table (or JSON) and optionally write the JSON; returns the result."""
@@ -81,6 +84,10 @@ def run(models: list[str], *, data: DataConfig | None = None, data_examples: int
 
     if not models:
         raise UserError("no models to benchmark.", hint="pass one or more model folders: prunecli benchmark A B")
+    if sequence_length is None:  # the task's own input shape: a question-answering window is 384 tokens
+        from prunecli.tasks import TIMING_LENGTHS, folder_task_type
+
+        sequence_length = TIMING_LENGTHS[folder_task_type(models[0])]
     sizes = parse_batch_sizes(batch_sizes)
     if backend not in ("pytorch", "onnxruntime", "both"):
         raise UserError(f"unknown --backend {backend!r}.", hint="use pytorch, onnxruntime or both.")

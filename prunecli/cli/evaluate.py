@@ -1,4 +1,4 @@
-"""`prunecli evaluate CHECKPOINT`: score a checkpoint with its task's GLUE metric."""
+"""`prunecli evaluate CHECKPOINT`: score a checkpoint with its task's metric (GLUE, SQuAD EM/F1, seqeval F1)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     **options: Any,
 ) -> None:
-    """Score a checkpoint with the GLUE metric of its task."""
+    """Score a checkpoint with its task's metric (GLUE, SQuAD EM and F1, entity F1)."""
     from prunecli.cli.app import run_config
 
     options.pop("train_file", None)  # finetune's data options can be reused as they are

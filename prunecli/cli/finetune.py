@@ -18,7 +18,7 @@ NAME = "finetune"
 
 @with_options(DATA_OPTIONS, TRAINING_OPTIONS, OUTPUT_OPTIONS, {"with_tracking": WithTracking})
 def command(model_name_or_path: ModelPath, **options: Any) -> None:
-    """Train a dense classifier (GLUE task, a GLUE folder, or your own csv/json/tsv files)."""
+    """Train a dense model: GLUE, SQuAD question answering, CoNLL named entities, or your own files."""
     from prunecli.cli.app import run_config
     from prunecli.pipelines.finetune import finetune
 

@@ -50,6 +50,7 @@ def _group(settings: typing.Iterable[Setting]) -> dict[str, Any]:
 ModelPath = OPTIONS["model_name_or_path"]
 TaskName, DataDir, ValidationFile = OPTIONS["task_name"], OPTIONS["data_dir"], OPTIONS["validation_file"]
 MaxLength, MaxTrainSamples = OPTIONS["max_length"], OPTIONS["max_train_samples"]
+MaxSeqLength, DocStride = OPTIONS["max_seq_length"], OPTIONS["doc_stride"]
 EvalBS, Seed, TrustRemote = OPTIONS["per_device_eval_batch_size"], OPTIONS["seed"], OPTIONS["trust_remote_code"]
 OutputDir, Overwrite = OPTIONS["output_dir"], OPTIONS["overwrite_output_dir"]
 

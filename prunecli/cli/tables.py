@@ -27,7 +27,9 @@ def render_summary(results: dict[str, Any], title: str = "Training summary", con
 
     console = console or _console()
     epochs = results.get("epochs", [])
-    names = list(results.get("final_metrics", {}))
+    from prunecli.tasks.ner import is_per_type_metric
+
+    names = [n for n in results.get("final_metrics", {}) if not is_per_type_metric(n)]  # per type: --json, files
     table = Table(title=title, title_justify="left")
     table.add_column("epoch", justify="right")
     table.add_column("step", justify="right")
@@ -136,7 +138,7 @@ def plan_table(plan: list[dict[str, Any]], excluded_heads: list[str]):
         elif grouped:
             notes.append("{…} in a layer name stands for several layers.")
         if excluded_heads:
-            notes.append(f"Not pruned (classification head): {', '.join(excluded_heads)}")
+            notes.append(f"Not pruned (task head): {', '.join(excluded_heads)}")
         moved = [i for i in (3, 4, 6) if i not in shown]
         if not moved:
             table.caption, table.caption_justify = escape("\n".join(notes)) or None, "left"

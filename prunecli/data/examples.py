@@ -34,6 +34,7 @@ class TaskData:
     is_regression: bool
     source: str  # one line for humans: where the examples came from
     split_sources: dict[str, str] = field(default_factory=dict)  # split -> file (for error messages)
+    task_type: str = "classification"  # or question_answering, token_classification (prunecli.tasks)
 
     @property
     def num_labels(self) -> int:
@@ -43,7 +44,8 @@ class TaskData:
         """JSON-able summary for run_args.json and reports."""
         sizes = {"train": len(self.train)} if self.train is not None else {}
         sizes.update({name: len(ds) for name, ds in self.eval_splits.items()})
-        return {"task_name": self.task_name, "source": self.source, "text_columns": list(self.text_columns),
+        return {"task_name": self.task_name, "task_type": self.task_type, "source": self.source,
+                "text_columns": list(self.text_columns),
                 "label_list": self.label_list, "is_regression": self.is_regression, "num_examples": sizes}
 
 
@@ -57,6 +59,8 @@ class TokenizedData:
     label2id: dict[str, int] | None
     max_length: int
     from_cache: dict[str, bool] = field(default_factory=dict)  # split -> loaded from the tokenization cache
+    # question answering: split -> (each window's example, each window's context offsets), for post-processing
+    eval_windows: dict[str, tuple[list[int], list[list]]] = field(default_factory=dict)
 
     @property
     def task_name(self) -> str | None:

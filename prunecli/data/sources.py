@@ -48,6 +48,11 @@ def load_task_data(cfg: DataConfig, need_train: bool = True, *, seed: int = 42) 
     `max_train_samples` subset. Anything wrong with the user's data raises `DataError`
     naming the file and, where it applies, the column.
     """
+    from prunecli.tasks import load_task
+
+    other = load_task(cfg, need_train)  # question answering or token classification (prunecli.tasks)
+    if other is not None:
+        return _subset(other, cfg, seed)
     task = canonical_task_name(cfg.task_name)
     if cfg.data_dir:
         data = load_glue_folder(Path(cfg.data_dir), task, need_train)

@@ -80,8 +80,16 @@ def tokenize_task_data(data: TaskData, tokenizer, cfg: DataConfig, label2id: Map
     Padding is dynamic (done by the collator) unless `cfg.pad_to_max_length`. A `max_length` above what the
     tokenizer allows is lowered to `tokenizer.model_max_length` with a warning.
     """
+    if data.task_type == "question_answering":
+        from prunecli.tasks.qa import tokenize_qa
+
+        return tokenize_qa(data, tokenizer, cfg)
     if not data.is_regression and not label2id:
         raise ValueError("classification data needs a label2id mapping")
+    if data.task_type == "token_classification":
+        from prunecli.tasks.ner import tokenize_ner
+
+        return tokenize_ner(data, tokenizer, cfg, dict(label2id))
     max_length = cfg.max_length
     limit = getattr(tokenizer, "model_max_length", None)
     if limit is not None and 0 < limit < max_length:

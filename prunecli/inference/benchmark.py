@@ -278,7 +278,7 @@ def benchmark_models(
 
     Returns {"schema", "models": [{"path", "label", "architecture", "model_type", "params", "nonzero_params",
     "flops_per_example", "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes",
-    "file_mb", "weight_files", "new_head", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
+    "file_mb", "weight_files", "new_head", "task", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
     "data": {"split", "examples", "mean_length", "max_length"} | None, "cases": {case: {backend: {"median_ms",
     "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "rounds",
     "speedup"}}}}],
@@ -435,6 +435,8 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
     import numpy as np
     import torch
 
+    from prunecli.tasks import output_logits
+
     every = entry.batches[case.name]
     batches = every[index::timing.rounds] or every  # round i times every rounds-th batch: all of them, over rounds
     sizes = [int(b["input_ids"].shape[0]) for b in batches]
@@ -448,7 +450,7 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
     result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, share.min_runs)
     if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
         with torch.inference_mode():
-            ref = entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()}).logits.float().numpy()
+            ref = output_logits(entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()})).float().numpy()
         got = session.run(["logits"], every[0])[0]
         entry.onnx["max_abs_diff"] = max(entry.onnx["max_abs_diff"], float(np.max(np.abs(got - ref))))
     return result

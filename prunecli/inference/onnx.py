@@ -102,6 +102,8 @@ def _logits_module(model, names: Sequence[str]):
     """A module taking the inputs positionally (in `names` order) and returning only the logits tensor."""
     import torch
 
+    from prunecli.tasks import output_logits
+
     with_types = "token_type_ids" in names
 
     class LogitsOnly(torch.nn.Module):
@@ -111,7 +113,9 @@ def _logits_module(model, names: Sequence[str]):
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             extra = {"token_type_ids": token_type_ids} if with_types else {}
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **extra).logits
+            # one tensor for every task: question answering's start and end logits stacked ([batch, tokens, 2])
+            return output_logits(self.inner(input_ids=input_ids, attention_mask=attention_mask, return_dict=True,
+                                            **extra))
 
     return LogitsOnly(model).eval()
 
@@ -422,6 +426,8 @@ def check_onnx(model: Any, onnx_path: str | Path, examples: Any, *, batch_sizes:
     import numpy as np
     import torch
 
+    from prunecli.tasks import output_logits
+
     if isinstance(model, (str, Path)):
         from prunecli.models.loading import load_classifier
 
@@ -444,7 +450,8 @@ def check_onnx(model: Any, onnx_path: str | Path, examples: Any, *, batch_sizes:
         for label, chosen, length in _check_batches(rows, batch_sizes):
             feeds = pad_batch(chosen, names, pad_id, length)
             with torch.inference_mode():
-                ref = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.float().cpu().numpy()
+                ref = output_logits(model(**{k: torch.from_numpy(v) for k, v in feeds.items()}))
+                ref = ref.float().cpu().numpy()
             got = sess.run([OUTPUT_NAME], feeds)[0].astype(np.float32)
             if got.shape != ref.shape:
                 raise UserError(f"{onnx_path} returned logits of shape {got.shape}, PyTorch {ref.shape}.")

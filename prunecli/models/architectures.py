@@ -23,15 +23,16 @@ import importlib.abc
 import sys
 from typing import Any
 
-#: Base architectures prunecli can compact: model_type -> (config, base model, sequence classifier) class names.
-BASES = {
-    "bert": ("BertConfig", "BertModel", "BertForSequenceClassification"),
-    "roberta": ("RobertaConfig", "RobertaModel", "RobertaForSequenceClassification"),
-    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaModel", "XLMRobertaForSequenceClassification"),
-    "camembert": ("CamembertConfig", "CamembertModel", "CamembertForSequenceClassification"),
-    "electra": ("ElectraConfig", "ElectraModel", "ElectraForSequenceClassification"),
-    "distilbert": ("DistilBertConfig", "DistilBertModel", "DistilBertForSequenceClassification"),
-}
+#: Base architectures prunecli can compact: model_type -> (config, base model, sequence classifier, question
+#: answering, token classifier) class names; each prefix in `BASE_NAMES`, each head's ending in `HEADS`.
+BASE_NAMES = {"bert": "Bert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta", "camembert": "Camembert",
+              "electra": "Electra", "distilbert": "DistilBert"}
+#: The task heads, by the index of their class in a BASES entry, with the Auto class that loads them.
+HEADS = {2: ("ForSequenceClassification", "AutoModelForSequenceClassification"),
+         3: ("ForQuestionAnswering", "AutoModelForQuestionAnswering"),
+         4: ("ForTokenClassification", "AutoModelForTokenClassification")}
+BASES = {base: (f"{name}Config", f"{name}Model", *(name + ending for ending, _ in HEADS.values()))
+         for base, name in BASE_NAMES.items()}
 PREFIX = "prunecli-"
 _CONFIG_MODULE = "transformers.models.auto.configuration_auto"
 _registered: dict[str, Any] = {}
@@ -97,14 +98,15 @@ def register_configs() -> None:
 
 
 def register_models(base: str) -> None:
-    """Register a base's compact classes with AutoModel and AutoModelForSequenceClassification."""
+    """Register a base's compact classes with AutoModel and the Auto classes of every task head (HEADS)."""
     if ("models", base) in _registered:
         return
-    from transformers.models.auto.modeling_auto import AutoModel, AutoModelForSequenceClassification
+    from transformers.models.auto import modeling_auto
 
     cfg = config_class(base)
-    AutoModel.register(cfg, _model_class(base, 1), exist_ok=True)
-    AutoModelForSequenceClassification.register(cfg, _model_class(base, 2), exist_ok=True)
+    modeling_auto.AutoModel.register(cfg, _model_class(base, 1), exist_ok=True)
+    for which, (_, auto) in HEADS.items():
+        getattr(modeling_auto, auto).register(cfg, _model_class(base, which), exist_ok=True)
     _registered[("models", base)] = True
 
 
@@ -197,14 +199,25 @@ def compact_config(config, sizes: list[dict[str, int]]):
     else:
         new = config_class(base)(**values, compact_layers=[dict(s) for s in sizes])
         register_models(base)
-    new.architectures = [_architecture_name(base, compact=not (all_heads and len(neurons) == 1))]
+    new.architectures = [_architecture_name(base, compact=not (all_heads and len(neurons) == 1),
+                                            head=_head_index(config))]
     return new
 
 
+def _head_index(config) -> int:
+    """The BASES index of the task head a config's architecture names (the sequence classifier by default)."""
+    for name in getattr(config, "architectures", None) or ():
+        for which, (ending, _) in HEADS.items():
+            if str(name).endswith(ending):
+                return which
+    return 2
+
+
 def compact_model(model, plan=None):
-    """Remove the pruned heads and neurons of a transformers sequence classifier in place, and give it the
-    config that records its new shapes, so that `model.save_pretrained(folder)` writes a checkpoint that
-    `AutoModelForSequenceClassification.from_pretrained(folder)` loads (after `import prunecli` when the
+    """Remove the pruned heads and neurons of a transformers sequence classifier, question-answering model or
+    token classifier in place, and give it the config that records its new shapes, so that
+    `model.save_pretrained(folder)` writes a checkpoint that its Auto class (`AutoModelForSequenceClassification`,
+    `AutoModelForQuestionAnswering`, `AutoModelForTokenClassification`) loads (after `import prunecli` when the
     layers differ). Returns the `CompactionPlan` (units kept per block, `heads_removed`, `neurons_removed`).
     The function is unchanged up to float rounding; check the logits on your own inputs if you like."""
     from prunecli.sparsity.compact import compact_, layer_sizes, plan_compaction
@@ -214,6 +227,8 @@ def compact_model(model, plan=None):
     compact_(model, plan)
     old = model.config
     new = compact_config(old, layer_sizes(model))
+    name = type(model).__name__.removeprefix("Compact")  # the model's own head names the architecture
+    new.architectures = [f"Compact{name}" if new.model_type.startswith(PREFIX) else name]
     new._attn_implementation = old._attn_implementation
     for module in model.modules():  # the base model and the layers hold the same config object
         if getattr(module, "config", None) is old:
@@ -221,6 +236,6 @@ def compact_model(model, plan=None):
     return plan
 
 
-def _architecture_name(base: str, *, compact: bool) -> str:
-    name = BASES[base][2]
+def _architecture_name(base: str, *, compact: bool, head: int = 2) -> str:
+    name = BASES[base][head]
     return f"Compact{name}" if compact else name

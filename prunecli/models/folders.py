@@ -114,6 +114,11 @@ def weights_megabytes(folder: str | Path | None) -> float | None:
     return megabytes(sum(f.stat().st_size for f in files)) if files else None
 
 
+#: The tokenization options a checkpoint's run_args.json gives `evaluate` and `compact` (the task's windows too).
+RECORDED_DATA_OPTIONS = ("max_length", "pad_to_max_length", "max_seq_length", "doc_stride", "n_best_size",
+                         "max_answer_length", "label_all_tokens")
+
+
 def with_recorded_data(checkpoint: str, data):
     """`data` (a DataConfig), or, when it names no data at all, a copy filled from the data options recorded
     in the checkpoint's run_args.json (a prunecli run records them), so `evaluate CHECKPOINT` and `compact
@@ -131,7 +136,7 @@ def with_recorded_data(checkpoint: str, data):
         return data
     defaults = DataConfig()
     merged = DataConfig(**vars(data))
-    for key in (*DATA_SOURCE_FIELDS, "max_length", "pad_to_max_length"):
+    for key in (*DATA_SOURCE_FIELDS, *RECORDED_DATA_OPTIONS):
         if key in recorded and getattr(data, key) == getattr(defaults, key):
             setattr(merged, key, recorded[key])
     logger.info("no data options: using those recorded in %s", run_args)

@@ -68,7 +68,9 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
     safetensors when present and otherwise with `weights_only=True`; model code from the checkpoint runs
     only with --trust_remote_code. Returns (model, tokenizer).
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
+
+    from prunecli.tasks import DESCRIPTIONS, QUESTION_ANSWERING, auto_model_class, model_task_type
 
     tc = cfg.train
     resolved = resolve_model_path(path)
@@ -79,8 +81,19 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
     except Exception as err:
         raise load_error(path, "its config", err) from None
 
-    model_labels = None if _is_default_labels(config.label2id) else dict(config.label2id)
-    if data.is_regression:
+    task_type = data.task_type
+    model_type = model_task_type(config)
+    if not training and model_type is not None and model_type != task_type:
+        raise CheckpointError(f"{path} is a model for {DESCRIPTIONS[model_type]}; this data is for "
+                              f"{DESCRIPTIONS[task_type]}.",
+                              hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
+                                   "or fine-tune a model for this task first.")
+    new_task = training and model_type not in (None, task_type)  # another task's head: this task starts a new one
+    model_labels = None if _is_default_labels(config.label2id) or new_task else dict(config.label2id)
+    if task_type == QUESTION_ANSWERING:  # one start and one end logit per token: no labels
+        if model_type != QUESTION_ANSWERING:
+            config.num_labels = 2
+    elif data.is_regression:
         if not training and config.num_labels != 1:
             raise CheckpointError(f"{path} has {config.num_labels} outputs; this data is a regression task (1 output).",
                                   hint="evaluate it on classification data, or fine-tune a regression model.")
@@ -102,14 +115,14 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
         config.num_labels = len(label2id)
         config.label2id = label2id
         config.id2label = {i: label for label, i in label2id.items()}
-        config.problem_type = "single_label_classification"
+        config.problem_type = "single_label_classification" if task_type == "classification" else None
     if training and data.task_name:
         config.finetuning_task = data.task_name
 
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolved, config=config, trust_remote_code=trust, ignore_mismatched_sizes=tc.ignore_mismatched_sizes,
-            weights_only=True,
+        model = auto_model_class(task_type).from_pretrained(
+            resolved, config=config, trust_remote_code=trust,
+            ignore_mismatched_sizes=tc.ignore_mismatched_sizes or new_task, weights_only=True,
         )
     except RuntimeError as err:
         if "ignore_mismatched_sizes" in str(err):
@@ -136,7 +149,9 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
 
 
 def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Load a sequence classifier for inference: (model in eval mode on CPU, facts about the load).
+    """Load a sequence classifier for inference: (model in eval mode on CPU, facts about the load). A checkpoint
+    whose config names a question-answering or token-classification architecture loads with that Auto class
+    (`prunecli.tasks`), so compact, benchmark and inspect work on every task type.
 
     `resolve_model_path` maps the packaged MiniLM's aliases; the folder must hold config.json. Weights load from
     safetensors, else with `weights_only=True`; no model code from the checkpoint ever runs. A folder saved from a
@@ -146,11 +161,14 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     given = str(name_or_path)
     resolved = resolve_model_path(given)
     check_model_folder(resolved, given)
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig
+
+    from prunecli.tasks import CLASSIFICATION, auto_model_class, model_task_type
 
     try:
         with quiet_transformers() if quiet else contextlib.nullcontext():
-            model, loading = AutoModelForSequenceClassification.from_pretrained(
+            task_type = model_task_type(AutoConfig.from_pretrained(resolved)) or CLASSIFICATION
+            model, loading = auto_model_class(task_type).from_pretrained(
                 resolved, weights_only=True, output_loading_info=True
             )
     except Exception as err:
@@ -160,7 +178,7 @@ def load_classifier(name_or_path: str | Path, *, quiet: bool = True) -> tuple[An
     facts = {
         "path": given, "resolved_path": str(Path(resolved).resolve()) if Path(resolved).exists() else resolved,
         "architecture": type(model).__name__, "model_type": getattr(model.config, "model_type", None),
-        "missing_keys": len(missing), "new_head": bool(missing),
+        "missing_keys": len(missing), "new_head": bool(missing), "task": task_type,
     }
     if missing:
         logger.info("%s: %d weights newly initialised (%s ...)", given, len(missing), ", ".join(missing[:3]))

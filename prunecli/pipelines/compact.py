@@ -94,8 +94,10 @@ def check_inputs(checkpoint: str, tokenizer, model, data, n: int) -> tuple[dict,
             split = next(iter(task.eval_splits.values()))
             rows = split.select(range(min(n, len(split))))
             texts = [list(rows[c]) for c in task.text_columns]
-            encoded = tokenizer(*texts, truncation=True, max_length=data.max_length, padding=True,
-                                return_tensors="pt")
+            qa = task.task_type == "question_answering"
+            encoded = tokenizer(*texts, truncation="only_second" if qa else True,
+                                max_length=data.max_seq_length if qa else data.max_length, padding=True,
+                                is_split_into_words=task.task_type == "token_classification", return_tensors="pt")
             return dict(encoded), f"{len(rows)} examples of {task.source}"
     generator = torch.Generator().manual_seed(0)
     vocab = int(getattr(model.config, "vocab_size", 100))
@@ -125,6 +127,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
     from prunecli.models.loading import quiet_transformers
     from prunecli.sparsity.compact import plan_compaction
     from prunecli.structure import StructureError
+    from prunecli.tasks import AUTO_CLASSES
     from prunecli.training import checkpoint as ckpt
 
     target = Path(target)
@@ -147,7 +150,8 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
     report = {"source": str(source) if source is not None else None, "plan": plan.summary(),
               "heads_removed": plan.heads_removed, "neurons_removed": plan.neurons_removed,
               "params_before": params_before, "params_after": _params(model),
-              "model_type": model.config.model_type, "max_logit_difference": difference,
+              "model_type": model.config.model_type, "task": _task_type(model),
+              "auto_class": AUTO_CLASSES[_task_type(model)], "max_logit_difference": difference,
               "tolerance": tolerance, "file_mb_before": weights_megabytes(source)}
     if checked_on:
         report["checked_on"] = checked_on
@@ -186,8 +190,10 @@ def _write_failure(err: Exception) -> str:
 def _logits(model, inputs: dict) -> Any:
     import torch
 
+    from prunecli.tasks import output_logits
+
     with torch.inference_mode():
-        return model(**inputs).logits.float()
+        return output_logits(model(**inputs)).float()
 
 
 def _tolerance(model) -> float:
@@ -205,12 +211,18 @@ def _check(before, after, tolerance: float, what: str) -> float:
     return difference
 
 
+def _task_type(model) -> str:
+    from prunecli.tasks import CLASSIFICATION, model_task_type
+
+    return model_task_type(model) or model_task_type(model.config) or CLASSIFICATION
+
+
 def _reload(folder: Path, model):
     """The staged checkpoint loaded as a user will load it (Auto class, the architectures `import prunecli`
     registers), so a folder that would not load back the same is never published."""
-    from transformers import AutoModelForSequenceClassification
+    from prunecli.tasks import auto_model_class
 
-    return AutoModelForSequenceClassification.from_pretrained(folder, dtype=next(model.parameters()).dtype).eval()
+    return auto_model_class(_task_type(model)).from_pretrained(folder, dtype=next(model.parameters()).dtype).eval()
 
 
 def _export(model, folder: Path, inputs: dict) -> dict[str, Any]:
@@ -240,12 +252,12 @@ def compact_card(report: dict[str, Any]) -> str:
     from prunecli import __version__
 
     rows = "\n".join(f"| `{p['block']}` | {p['unit']}s | {p['kept']} of {p['of']} |" for p in report["plan"])
-    loading = ("`AutoModelForSequenceClassification.from_pretrained` loads it as is."
+    auto = report.get("auto_class", "AutoModelForSequenceClassification")
+    loading = (f"`{auto}.from_pretrained` loads it as is."
                if not report["model_type"].startswith("prunecli-") else
                "Its layers differ in size, so it needs `import prunecli` first (which registers the architecture "
                "`" + report["model_type"] + "` with transformers; no remote code):\n\n```python\nimport prunecli\n"
-               "from transformers import AutoModelForSequenceClassification\nmodel = "
-               "AutoModelForSequenceClassification.from_pretrained(path)\n```")
+               f"from transformers import {auto}\nmodel = {auto}.from_pretrained(path)\n```")
     return (f"---\nlibrary_name: transformers\ntags:\n- pruned\n- compact\n- prunecli\n---\n\n"
             f"# Compacted with prunecli {__version__}\n\n"
             f"Pruned attention heads and feed-forward neurons were removed from `{report['source']}`: "

@@ -168,7 +168,7 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
 
         teacher_path = distill.teacher_model_name_or_path or cfg.train.model_name_or_path
         teacher, _ = load_model_and_tokenizer(teacher_path, data, cfg, training=False)
-        distiller = Distiller(teacher, distill).to(trainer.accelerator.device)
+        distiller = Distiller(teacher, distill, task_type=data.task_type).to(trainer.accelerator.device)
         check_teacher_compatible(trainer.unwrapped_model.config, teacher.config, distill.distill_type,
                                  hidden=distiller.uses_hidden)
         trainer.set_loss_fn(distiller)
@@ -196,6 +196,7 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     }
     state = {name: tensor.detach().cpu() for name, tensor in trainer.unwrapped_model.state_dict().items()}
     report = sparsity_report(state, recipe=resolved, config=trainer.unwrapped_model.config.to_dict())
+    report["task"] = data.task_type  # the report and the card name the task the model was pruned for
     metrics = results.get("final_metrics") or {}
     output_dir = cfg.train.output_dir
     extra = {

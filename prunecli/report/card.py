@@ -12,13 +12,16 @@ from prunecli.report.render import markdown_table
 def model_card(*, model_name: str, cfg: Any, metrics: dict[str, float], report: dict, recipe: dict) -> str:
     """A README.md for the output folder: what was pruned, how sparse it is, how well it scores."""
     metric_lines = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, int | float))
-    task = cfg.data.task_name or "custom data"
+    from prunecli.tasks import AUTO_CLASSES, DESCRIPTIONS, task_type_of
+
+    kind = report.get("task") or task_type_of(cfg.data)
+    task = f"{cfg.data.task_name or 'custom data'} ({DESCRIPTIONS[kind]})"
     return (
         f"---\nlibrary_name: transformers\ntags:\n- pruned\n- sparse\n- prunecli\n---\n\n"
         f"# {model_name}: pruned with prunecli\n\n"
         f"Pruned from `{cfg.train.model_name_or_path}` on {task} with "
         f"prunecli {__version__}. Pruned weights are stored as exact zeros in a "
-        f"standard checkpoint: `AutoModelForSequenceClassification.from_pretrained` loads it as is.\n\n"
+        f"standard checkpoint: `{AUTO_CLASSES[kind]}.from_pretrained` loads it as is.\n\n"
         f"## Evaluation\n\n| metric | value |\n|---|---|\n{metric_lines}\n\n"
         f"## Sparsity\n\n{markdown_table(report)}\n\n"
         f"## Recipe\n\n{recipe_summary(recipe)}\n"

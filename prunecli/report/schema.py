@@ -28,6 +28,8 @@ REPORT_SCHEMA: dict = {
                  "others", "units", "warnings"],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
+        # written by `prune`: the task type the model was pruned for (prunecli.tasks.TASK_TYPES); optional
+        "task": {"enum": ["classification", "question_answering", "token_classification"]},
         "source": {"type": ["string", "null"]},
         "format": {"enum": ["safetensors", "safetensors-sharded", "torch", "torch-sharded", "memory"]},
         "pruned_rule": {"type": "string"},

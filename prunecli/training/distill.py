@@ -13,6 +13,11 @@ Two losses:
 * ``logits_kl``: ``alpha * w * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * label loss``
   (Hinton et al.; T = ``distill_temperature``).
 
+Question answering and token classification (``task_type``): ``logits_kl`` compares the start and the end
+distribution over each window's real tokens (QA), or each labelled token's label distribution (NER); their
+per-token teacher logits are cached like hidden states, per real token of a row, and a QA row is one window
+(its ``example_id`` is the window's index, so two windows of one question never share an entry).
+
 Avoidable work is removed: the teacher is frozen and in eval mode, so its outputs for an example
 never change. They are computed once (first epoch) and cached per ``example_id`` when the cache
 fits in ``PRUNECLI_TEACHER_CACHE_GB`` (default 4 GiB); only the teacher's encoder runs for
@@ -150,7 +155,8 @@ class Distiller:
     L_t-layer teacher, TinyBERT's uniform map). The MSE is the mean over the matched layers.
     """
 
-    def __init__(self, teacher: torch.nn.Module, cfg: DistillConfig, *, use_cache: bool | None = None):
+    def __init__(self, teacher: torch.nn.Module, cfg: DistillConfig, *, use_cache: bool | None = None,
+                 task_type: str = "classification"):
         if cfg.distill_type not in DISTILL_TYPES:
             raise UserError(
                 f"unknown --distill_type {cfg.distill_type!r}", hint=f"choose one of: {', '.join(DISTILL_TYPES)}"
@@ -172,6 +178,10 @@ class Distiller:
             raise UserError("--distill_hidden_weight adds a hidden-state term to --distill_type logits_kl",
                             hint="with hidden_mse the hidden-state term is weighted by --distill_loss_weight")
         self.cfg = cfg
+        self.task_type = task_type
+        # question answering and token classification have logits per token: cached like hidden states, per
+        # real token of each row (a question-answering row is one window, so its id is the window's)
+        self.token_logits = task_type != "classification"
         self.teacher = teacher
         self.teacher.eval()
         self.teacher.requires_grad_(False)
@@ -214,7 +224,7 @@ class Distiller:
             all_layers = self.cfg.distill_hidden_layers == "all"
             if self.uses_logits:
                 result = self.teacher(**inputs, output_hidden_states=self.uses_hidden)
-                out["logits"] = result.logits
+                out["logits"] = self._logits(result)
                 hidden_states = result.hidden_states
             elif self.uses_hidden:
                 # hidden states only: the encoder alone (no pooler or classifier, no intermediate states for `last`)
@@ -244,7 +254,7 @@ class Distiller:
         if all(rows is not None for rows in found.values()):
             out = {}
             for kind, rows in found.items():
-                if kind == "logits":
+                if kind == "logits" and not self.token_logits:
                     out[kind] = torch.cat(rows).to(real.device)
                 else:
                     full = torch.zeros(*real.shape, rows[0].shape[-1], dtype=rows[0].dtype, device=real.device)
@@ -253,7 +263,7 @@ class Distiller:
             return out
         fresh = self._teacher_forward(model_inputs)
         for kind, cache in self.caches.items():
-            if kind == "logits":
+            if kind == "logits" and not self.token_logits:
                 for example_id, logits in zip(id_list, fresh[kind], strict=True):
                     cache.put(example_id, logits)
             else:
@@ -264,6 +274,31 @@ class Distiller:
 
     # -- loss -------------------------------------------------------------------------------------------
     _map: list[tuple[int, int]] | None = None
+
+    def _logits(self, outputs: Any) -> torch.Tensor:
+        """A model's logits: [B, C] (classification), [B, L, C] (token classification), [B, L, 2] (question
+        answering: start and end)."""
+        if self.task_type == "question_answering":
+            return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
+        return outputs.logits
+
+    def logits_kl(self, batch: dict[str, torch.Tensor], student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """KL of the teacher's and student's softened distributions: over labels per example (classification), over
+        labels per labelled token (token classification: padding and later sub-tokens left out), over the real
+        positions of the window for the start and for the end (question answering, their mean)."""
+        t = self.cfg.distill_temperature
+        if self.task_type == "question_answering":
+            real = batch["attention_mask"].bool().unsqueeze(-1)  # [B, L, 1]
+            far = torch.finfo(student.dtype).min / 2
+            student, teacher = student.masked_fill(~real, far), teacher.masked_fill(~real, far)
+            # positions are the classes: [B, L, 2] -> [2B, L]
+            return kl_with_temperature(student.transpose(1, 2).flatten(0, 1), teacher.transpose(1, 2).flatten(0, 1),
+                                       t)
+        if self.task_type == "token_classification":
+            labels = batch.get("labels")
+            keep = labels != -100 if labels is not None else batch["attention_mask"].bool()
+            return kl_with_temperature(student[keep], teacher[keep], t)
+        return kl_with_temperature(student, teacher, t)
 
     def _hidden_loss(self, batch: dict[str, torch.Tensor], outputs: Any, target: torch.Tensor) -> torch.Tensor:
         student_layers = len(outputs.hidden_states) - 1
@@ -283,7 +318,8 @@ class Distiller:
         target = self.teacher_outputs(batch)
         parts = {"label_loss": float(label_loss.detach())}
         if self.uses_logits:
-            kl = kl_with_temperature(outputs.logits, target["logits"].to(outputs.logits.dtype), cfg.distill_temperature)
+            student_logits = self._logits(outputs)
+            kl = self.logits_kl(batch, student_logits, target["logits"].to(student_logits.dtype))
             loss = cfg.distill_alpha * cfg.distill_loss_weight * kl
             if cfg.distill_alpha < 1.0:
                 loss = loss + (1.0 - cfg.distill_alpha) * label_loss
@@ -303,4 +339,4 @@ class Distiller:
     def log_values(self) -> dict[str, float]:
         if not self.caches:
             return {}
-        return {"teacher_cache_mb": sum(c.used_bytes for c in self.caches.values()) / 2**20}
+        return {"teacher_cache_mb": sum(c.used_bytes for c in self.caches.values()) / 1e6}

@@ -40,8 +40,13 @@ SCHEDULER_DEFAULTS: dict[str, Callable[[int], dict[str, Any]]] = {
 }
 
 
+#: Columns with one value per row (not padded): the row's id and question answering's answer span.
+SCALAR_COLUMNS = (EXAMPLE_ID, "start_positions", "end_positions")
+
+
 class PaddingCollator:
-    """Pad a list of tokenized rows to the longest one (dynamic padding) and pass labels and example_id through.
+    """Pad a list of tokenized rows to the longest one (dynamic padding) and pass labels and example_id through
+    (per-token labels, token classification's, are padded with -100, the ignored label).
 
     Padding is done here rather than with `tokenizer.pad` so the rule is explicit: input_ids get the
     tokenizer's pad id, attention_mask 0, token_type_ids the pad type id, on the tokenizer's padding side.
@@ -63,16 +68,20 @@ class PaddingCollator:
             length = math.ceil(length / self.multiple) * self.multiple
         batch: dict[str, torch.Tensor] = {}
         for key in features[0]:
-            if key in ("labels", EXAMPLE_ID):
+            if key in SCALAR_COLUMNS or (key == "labels" and not isinstance(features[0][key], list)):
                 continue
-            value = self._pad_value(key)
+            value = -100 if key == "labels" else self._pad_value(key)  # token labels: padding is ignored
             rows = []
             for f in features:
                 padding = [value] * (length - len(f[key]))
                 rows.append(padding + list(f[key]) if self.left else list(f[key]) + padding)
             batch[key] = torch.tensor(rows, dtype=torch.long)
-        batch["labels"] = torch.tensor([f["labels"] for f in features],
-                                       dtype=torch.float32 if self.is_regression else torch.long)
+        if "labels" in features[0] and "labels" not in batch:
+            batch["labels"] = torch.tensor([f["labels"] for f in features],
+                                           dtype=torch.float32 if self.is_regression else torch.long)
+        for key in SCALAR_COLUMNS[1:]:  # question answering's answer span, when the rows have one
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
         batch[EXAMPLE_ID] = torch.tensor([f[EXAMPLE_ID] for f in features], dtype=torch.long)
         return batch
 

@@ -40,8 +40,10 @@ from prunecli.data.examples import EXAMPLE_ID, TokenizedData
 from prunecli.data.glue import metric_suffix
 from prunecli.data.metrics import compute_metrics
 from prunecli.errors import UserError
+from prunecli.tasks.ner import is_per_type_metric
 from prunecli.training import checkpoint as ckpt
 from prunecli.training import resume as resume_states
+from prunecli.training.evaluation import token_task_scores
 from prunecli.training.progress import Progress
 from prunecli.training.setup import (
     METRIC_DRIVEN_SCHEDULERS,
@@ -243,6 +245,14 @@ class Trainer:
         metrics: dict[str, float] = {}
         losses = []
         for split, loader in self.eval_dataloaders.items():
+            if self.data.task.task_type != "classification":
+                id2label = {int(k): v for k, v in self.unwrapped_model.config.id2label.items()}
+                scores, loss = token_task_scores(self.accelerator, loader, self._forward, self.data, split,
+                                                 self.cfg.data, id2label)
+                metrics.update({f"{name}{metric_suffix(split)}": value for name, value in scores.items()})
+                if loss is not None:
+                    losses.append(loss)
+                continue
             predictions, references = [], []
             loss_sum, loss_count = 0.0, 0
             for batch in loader:
@@ -309,7 +319,8 @@ class Trainer:
                 metrics = self.evaluate()
                 state.evaluated_at = state.completed_steps
                 self._record_epoch(epoch, metrics)
-                progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                             if not is_per_type_metric(k)))
                 if self.metric_driven_scheduler and self.last_eval_loss is not None:
                     self.lr_scheduler.step(self.last_eval_loss)
                 if self.checkpointing == "epoch":
@@ -340,7 +351,7 @@ class Trainer:
         segment_start = time.perf_counter()
         for batch in loader:
             state.batches_in_epoch += 1
-            state.examples_seen += int(batch["labels"].shape[0]) * acc.num_processes
+            state.examples_seen += int(batch["input_ids"].shape[0]) * acc.num_processes
             with acc.accumulate(self.model):
                 loss, parts = self._loss(batch)
                 acc.backward(loss)

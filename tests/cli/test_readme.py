@@ -50,7 +50,9 @@ def test_readme_and_docs_show_every_main_command():
 
 
 def test_readme_is_a_short_guide():
-    assert len(README.encode("utf-8")) <= 12_000
+    # A user's guide, not a notebook: the detail lives in docs/ and bench/. The budget grew from 12,000 bytes
+    # when the guide gained question answering, NER and deployment.
+    assert len(README.encode("utf-8")) <= 13_500
 
 
 def test_readme_results_table_is_the_rendered_one():
