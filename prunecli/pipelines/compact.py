@@ -36,7 +36,8 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
 
     `data` (a `prunecli.config.DataConfig`) chooses the examples the logits are compared on; None uses the
     data recorded in the checkpoint's run_args.json, else `check_examples` random token sequences. `onnx`
-    also exports `model.onnx` and checks it with onnxruntime. Returns the report, which is also written as
+    also writes the float32 export of `prunecli export` (model.onnx, checked with onnxruntime) into
+    `output_dir/onnx`. Returns the report, which is also written as
     `output_dir/compact_report.json`.
 
     Raises UserError (exit 2 in the CLI) for what a user can fix: a missing or non-model checkpoint, a
@@ -161,10 +162,11 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
                 if source is not None and (source / name).is_file():
                     (staging / name).write_bytes((source / name).read_bytes())
             report["file_mb_after"] = _weights_mb(staging)
-            if onnx:
-                report["onnx"] = _export(model, staging, inputs)
             (staging / "README.md").write_text(compact_card(report), encoding="utf-8")
             write_json(staging / REPORT_FILE, report)
+            if onnx:  # the float32 export of `prunecli export` of the staged folder (report included), in OUT/onnx
+                report["onnx"] = _export(staging, target)
+                write_json(staging / REPORT_FILE, report)
     except (OSError, SafetensorError) as err:
         # A full disk, a file size limit, a read-only folder: the staging folder is gone, the target untouched.
         raise UserError(f"cannot write the compacted checkpoint to {target}: {_write_failure(err)}; nothing was "
@@ -212,17 +214,12 @@ def _reload(folder: Path, model):
     return AutoModelForSequenceClassification.from_pretrained(folder, dtype=next(model.parameters()).dtype).eval()
 
 
-def _export(model, folder: Path, inputs: dict) -> dict[str, Any]:
-    from prunecli.inference.onnx import check_onnx, export_onnx
+def _export(staging: Path, target: Path) -> dict[str, Any]:
+    from prunecli.pipelines.export import EXPORT_DIR, export_model
 
-    path = export_onnx(model, folder / "model.onnx")
-    rows = [{k: v[i][inputs["attention_mask"][i].bool()].tolist() for k, v in inputs.items()}
-            for i in range(len(inputs["input_ids"]))]
-    checked = check_onnx(model, path, rows)
-    if not checked["passed"]:
-        raise RuntimeError(f"the ONNX export differs from PyTorch by {checked['max_abs_diff']:.3g}: a bug")
-    return {"file": "model.onnx", "max_abs_diff": checked["max_abs_diff"], "tolerance": checked["tolerance"],
-            "provider": checked.get("provider")}
+    record = export_model(staging, staging / EXPORT_DIR, source_name=str(target))
+    return {"folder": EXPORT_DIR, "file": f"{EXPORT_DIR}/model.onnx", "max_abs_diff":
+            record["checks"]["float32"]["max_abs_diff"], "tolerance": record["checks"]["float32"]["tolerance"]}
 
 
 def _params(model) -> int:
