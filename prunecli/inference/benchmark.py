@@ -23,7 +23,9 @@ busy machine's slow spells hit every model of a case alike:
   `FlopCounterMode` counts them, of a batch-1 forward at the benchmark's sequence length with eager attention,
   so the attention matmuls are counted; `encoder_flops_per_example` is the encoder's share when the model has
   an `encoder`/`transformer` module), and the weight files' size on disk;
-* speed-up: the first model's median latency divided by this model's, per case and backend (>1 means faster).
+* speed-up: the first model's median latency divided by this model's, per case and backend (>1 means faster);
+* exported folders (`prunecli export`, float32 or INT8 `model.onnx`) are timed as they are, in onnxruntime only
+  (no PyTorch figures, no FLOPs); their size is the ONNX file's, and `precision` says fp32 or int8.
 
 The result is plain JSON-able data (schema in `benchmark_models`' docstring).
 """
@@ -74,6 +76,8 @@ class _Model:
     batches: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)  # case -> numpy feeds
     session: Any = None
     onnx: dict[str, Any] | None = None
+    config: Any = None  # the model's config (a checkpoint's or an exported folder's)
+    exported: Any = None  # an exported folder (`prunecli.inference.runtime.ExportedModel`): onnxruntime only
 
 
 def parse_batch_sizes(text: str | Sequence[int]) -> list[int]:
@@ -122,7 +126,7 @@ def count_flops(model, names: Sequence[str], sequence_length: int) -> dict[str, 
 
     from prunecli.inference.onnx import _attn_implementation, _set_attn
 
-    feeds = _random_inputs(model, names, 1, sequence_length, seed=0)
+    feeds = _random_inputs(model.config, names, 1, sequence_length, seed=0)
     original = _attn_implementation(model)
     attention = original
     try:  # sdpa's fused CPU kernel is not counted by FlopCounterMode; eager's matmuls are
@@ -175,11 +179,11 @@ def _file_facts(model_dir: str) -> dict[str, Any]:
 
 # ---- inputs ---------------------------------------------------------------------------------------------
 
-def _random_inputs(model, names: Sequence[str], batch_size: int, sequence_length: int, seed: int):
+def _random_inputs(config, names: Sequence[str], batch_size: int, sequence_length: int, seed: int):
     """Random token ids of the vocabulary, full attention masks, zero token types: int64 numpy feeds."""
     import numpy as np
 
-    vocab = int(getattr(model.config, "vocab_size", 0) or 100)
+    vocab = int(getattr(config, "vocab_size", 0) or 100)
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, size=(batch_size, sequence_length), dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
@@ -189,7 +193,7 @@ def _random_inputs(model, names: Sequence[str], batch_size: int, sequence_length
 def _check_length(entry: _Model, sequence_length: int) -> None:
     from prunecli.inference.onnx import max_positions
 
-    positions = max_positions(entry.model.config)
+    positions = max_positions(entry.config)
     if positions is not None and sequence_length > positions:
         raise UserError(f"{entry.given} takes at most {positions} tokens; --sequence_length is {sequence_length}.",
                         hint=f"pass --sequence_length {positions} or less.")
@@ -201,6 +205,11 @@ def _load_tokenizer(entry: _Model):
     from prunecli.inference.onnx import max_positions
     from prunecli.models.loading import quiet_transformers
 
+    if entry.exported is not None:
+        if entry.exported.tokenizer is None:
+            raise CheckpointError(f"{entry.given} has no tokenizer, which real lengths need.",
+                                  hint="leave out the data options (--task_name, --data_dir, --validation_file).")
+        return entry.exported.tokenizer
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(entry.facts["resolved_path"])
@@ -209,7 +218,7 @@ def _load_tokenizer(entry: _Model):
         raise CheckpointError(f"{entry.given} has no usable tokenizer, which real lengths need: {reason}",
                               hint="save the tokenizer with the model, or leave out the data options "
                               "(--task_name, --data_dir, --validation_file).") from None
-    positions = max_positions(entry.model.config)
+    positions = max_positions(entry.config)
     if positions and (tokenizer.model_max_length is None or tokenizer.model_max_length > positions):
         tokenizer.model_max_length = positions
     return tokenizer
@@ -278,7 +287,8 @@ def benchmark_models(
 
     Returns {"schema", "models": [{"path", "label", "architecture", "model_type", "params", "nonzero_params",
     "flops_per_example", "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes",
-    "file_mb", "weight_files", "new_head", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
+    "file_mb", "weight_files", "new_head", "format": "checkpoint" | "onnx", "precision": "fp32" | "int8" | ...,
+    "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
     "data": {"split", "examples", "mean_length", "max_length"} | None, "cases": {case: {backend: {"median_ms",
     "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "rounds",
     "speedup"}}}}],
@@ -308,11 +318,15 @@ def benchmark_models(
     load_before = load_average()
     torch.set_num_threads(threads)
     try:
-        entries = _load_models(models, sequence_length, say)
+        entries = _load_models(models, sequence_length, say, threads)
+        if all(e.exported is not None for e in entries) and "onnxruntime" not in chosen:
+            raise UserError(f"{entries[0].given} is an exported ONNX folder, which only onnxruntime runs.",
+                            hint="use --backend onnxruntime or both (onnxruntime installed).")
         cases = [_Case(f"b{b} s{sequence_length}", b, "random", sequence_length) for b in sizes]
         for entry in entries:
             for case in cases:
-                feeds = _random_inputs(entry.model, entry.names, case.batch_size, sequence_length, seed=case.batch_size)
+                feeds = _random_inputs(entry.config, entry.names, case.batch_size, sequence_length,
+                                       seed=case.batch_size)
                 entry.batches[case.name] = [feeds]
         if task is not None:
             data_cfg, task_data = task
@@ -331,20 +345,24 @@ def benchmark_models(
         with tempfile.TemporaryDirectory(prefix="prunecli-benchmark-") as tmp:
             if "onnxruntime" in chosen:
                 for i, entry in enumerate(entries):
-                    _prepare_onnx(entry, Path(tmp) / f"model{i}.onnx", sequence_length, threads, say)
+                    if entry.exported is None:  # an exported folder has its session already
+                        _prepare_onnx(entry, Path(tmp) / f"model{i}.onnx", sequence_length, threads, say)
         for case in cases:
             for backend in chosen:
                 say(f"timing {case.name}, {backend}: {', '.join(e.facts['label'] for e in entries)} "
                     f"in turns ({timing.rounds} rounds)")
-                raw: list[list[dict[str, Any]]] = [[] for _ in entries]
+                timed = [e for e in entries if backend == "onnxruntime" or e.exported is None]  # ONNX files: ORT only
+                raw: list[list[dict[str, Any]]] = [[] for _ in timed]
                 for index in range(timing.rounds):
-                    for entry, taken in zip(entries, raw, strict=True):
+                    for entry, taken in zip(timed, raw, strict=True):
                         taken.append(_measure(entry, case, backend, timing, index))
-                for entry, taken in zip(entries, raw, strict=True):
+                for entry, taken in zip(timed, raw, strict=True):
                     entry.facts["cases"].setdefault(case.name, {})[backend] = summarize(taken)
     finally:
         torch.set_num_threads(previous_threads)
     _add_speedups(entries, cases, chosen)
+    if "pytorch" in chosen and any(e.exported is not None for e in entries):
+        notes.append("exported ONNX folders run only in onnxruntime: their PyTorch cells are empty.")
     if any(e.facts.get("new_head") for e in entries):
         notes.append("some models had no classifier head; a random one was added (fine for timing, not for "
                      "predictions).")
@@ -393,26 +411,58 @@ def _load_data(cfg: DataConfig, examples: int):
     return cfg, load_task_data(cfg, need_train=False)
 
 
-def _load_models(models: Sequence[str | Path], sequence_length: int, say) -> list[_Model]:
+def _load_models(models: Sequence[str | Path], sequence_length: int, say, threads: int | None = None
+                 ) -> list[_Model]:
     from prunecli.inference.onnx import model_input_names
+    from prunecli.inference.runtime import is_exported
     from prunecli.models.loading import load_classifier
 
     entries: list[_Model] = []
     taken: set[str] = set()
     for given in map(str, models):
         say(f"loading {given}")
-        model, facts = load_classifier(given)
         label = _label(given, taken)
         taken.add(label)
+        if is_exported(given):
+            entry = _load_exported(given, sequence_length, threads)
+            entry.facts["label"] = label
+            _check_length(entry, sequence_length)
+            entries.append(entry)
+            continue
+        model, facts = load_classifier(given)
         names = model_input_names(model)
-        entry = _Model(given, model, facts, names)
+        entry = _Model(given, model, facts, names, config=model.config)
         _check_length(entry, sequence_length)
         params, nonzero = _parameters(model)
-        facts.update({"label": label, "params": params, "nonzero_params": nonzero,
-                      **count_flops(model, names, sequence_length), **_file_facts(facts["resolved_path"]),
-                      "onnx": None, "data": None, "cases": {}})
+        facts.update({"label": label, "format": "checkpoint", "precision": _precision(model), "params": params,
+                      "nonzero_params": nonzero, **count_flops(model, names, sequence_length),
+                      **_file_facts(facts["resolved_path"]), "onnx": None, "data": None, "cases": {}})
         entries.append(entry)
     return entries
+
+
+def _precision(model) -> str:
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
+
+def _load_exported(given: str, sequence_length: int, threads: int | None) -> _Model:
+    """An exported folder: its onnxruntime session and the facts export.json records (no FLOPs: no torch model)."""
+    from prunecli.inference.runtime import load_exported
+
+    exported = load_exported(given, threads=threads)
+    size = exported.file_bytes
+    facts = {"path": given, "resolved_path": str(Path(given).resolve()), "architecture": "ONNX",
+             "model_type": getattr(exported.config, "model_type", None), "missing_keys": 0, "new_head": False,
+             "format": "onnx",
+             "precision": exported.precision, "params": exported.record.get("params"), "nonzero_params": None,
+             "flops_per_example": None, "encoder_flops_per_example": None, "flops_attention": None,
+             "flops_sequence_length": sequence_length, "file_bytes": size, "file_mb": round(size / 1e6, 3),
+             "weight_files": ["model.onnx"], "onnx": None, "data": None, "cases": {}}
+    return _Model(given, None, facts, exported.input_names, session=exported.session, config=exported.config,
+                  exported=exported)
 
 
 def _prepare_onnx(entry: _Model, path: Path, sequence_length: int, threads: int, say) -> None:
@@ -445,7 +495,7 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
             return time_round(lambda feeds: model(**feeds), tensors, share, sizes, share.min_runs)
     session = entry.session
     result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, share.min_runs)
-    if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
+    if index == 0 and entry.model is not None:  # agreement with PyTorch on this case's first batch (not timed)
         with torch.inference_mode():
             ref = entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()}).logits.float().numpy()
         got = session.run(["logits"], every[0])[0]
@@ -458,7 +508,9 @@ def _add_speedups(entries: list[_Model], cases: list[_Case], backends: list[str]
     for entry in entries:
         for case in cases:
             for backend in backends:
-                this = entry.facts["cases"][case.name][backend]
+                this = entry.facts["cases"].get(case.name, {}).get(backend)
+                if this is None:  # an exported folder has no PyTorch figures
+                    continue
                 base = first.get(case.name, {}).get(backend)
                 this["speedup"] = base["median_ms"] / this["median_ms"] if base and this["median_ms"] > 0 else None
 

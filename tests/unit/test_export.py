@@ -23,13 +23,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bert(tmp_path_factory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("export_bert"), num_hidden_layers=1)
+def sst2(tmp_path_factory) -> Path:
+    return write_glue_sst2_folder(tmp_path_factory.mktemp("sst2") / "SST-2", n_train=8, n_dev=40)
 
 
 @pytest.fixture(scope="module")
-def sst2(tmp_path_factory) -> Path:
-    return write_glue_sst2_folder(tmp_path_factory.mktemp("sst2") / "SST-2", n_train=8, n_dev=40)
+def bert(tmp_path_factory, sst2) -> Path:
+    """A one-layer tiny BERT with its sparsity report and data options recorded (as a prune run leaves them)."""
+    from prunecli.report import sparsity_report
+
+    folder = make_tiny_bert(tmp_path_factory.mktemp("export_bert"), num_hidden_layers=1)
+    (folder / "sparsity_report.json").write_text(json.dumps(sparsity_report(folder)), encoding="utf-8")
+    (folder / "run_args.json").write_text(json.dumps({"data": {"data_dir": str(sst2), "max_length": 64}}))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +166,59 @@ def test_a_write_failure_exits_2_and_leaves_nothing(tmp_path, bert):
     assert "nothing was written" in done.stderr
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+# ---- the exported folder is what evaluate, benchmark and inspect measure ---------------------------------
+
+def _evaluate_json(*args: str) -> dict:
+    result = _cli("evaluate", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_evaluate_scores_the_exported_file_with_the_checkpoints_metrics(exported_fp32, exported_int8, bert, sst2):
+    checkpoint = _evaluate_json(str(bert), "--data_dir", str(sst2))
+    fp32 = _evaluate_json(str(exported_fp32), "--data_dir", str(sst2))
+    assert fp32["runtime"] == "onnxruntime" and fp32["precision"] == "fp32"
+    assert fp32["metrics"] == checkpoint["metrics"] and fp32["num_examples"] == checkpoint["num_examples"]
+    int8 = _evaluate_json(str(exported_int8))  # no data options: the data the source recorded, carried over
+    assert int8["precision"] == "int8" and int8["data"] == checkpoint["data"]
+    assert set(int8["metrics"]) == set(checkpoint["metrics"])
+
+
+def test_evaluate_of_an_export_on_data_of_another_task_exits_2(exported_fp32, tmp_path):
+    from tests.helpers import write_rows
+
+    three = write_rows(tmp_path / "three.csv", [{"sentence": "a good film", "label": lab} for lab in "abcab"])
+    _no_traceback_exit_2(_cli("evaluate", str(exported_fp32), "--validation_file", str(three)),
+                         str(exported_fp32), "3 labels")
+
+
+def test_benchmark_times_an_export_in_onnxruntime_beside_its_checkpoint(exported_int8, bert):
+    from prunecli.inference.benchmark import Timing, benchmark_models
+
+    result = benchmark_models([bert, exported_int8], batch_sizes=[2], sequence_length=16,
+                              timing=Timing(warmup=1, min_runs=2, min_time=0.0, max_time=5.0, rounds=1))
+    checkpoint, deployed = result["models"]
+    assert (checkpoint["precision"], deployed["precision"]) == ("fp32", "int8")
+    assert deployed["file_mb"] == round((exported_int8 / "model.onnx").stat().st_size / 1e6, 3)
+    assert deployed["file_mb"] < checkpoint["file_mb"]
+    case = deployed["cases"]["b2 s16"]
+    assert "pytorch" not in case and case["onnxruntime"]["speedup"] > 0
+    assert any("only in onnxruntime" in note for note in result["notes"])
+
+
+def test_benchmark_of_exports_alone_needs_onnxruntime(exported_int8):
+    _no_traceback_exit_2(_cli("benchmark", str(exported_int8), "--backend", "pytorch", "--sequence_length", "16"),
+                         "onnxruntime")
+
+
+def test_inspect_says_what_an_exported_folder_is(exported_int8, bert):
+    result = CliRunner().invoke(app, ["inspect", str(exported_int8)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "exported ONNX model, INT8" in result.output and "source sparsity (recorded)" in result.output
+    described = json.loads(_cli("inspect", str(exported_int8), "--json").stdout)
+    assert described["precision"] == "int8" and described["source"] == str(bert)
+    recorded = json.loads((bert / "sparsity_report.json").read_text())["model"]
+    assert described["source_sparsity"] == recorded
+    _no_traceback_exit_2(_cli("inspect", str(bert), "--compare", str(exported_int8)), "exported ONNX folder")
