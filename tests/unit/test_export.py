@@ -222,3 +222,23 @@ def test_inspect_says_what_an_exported_folder_is(exported_int8, bert):
     recorded = json.loads((bert / "sparsity_report.json").read_text())["model"]
     assert described["source_sparsity"] == recorded
     _no_traceback_exit_2(_cli("inspect", str(bert), "--compare", str(exported_int8)), "exported ONNX folder")
+
+
+def test_the_python_export_example_runs_with_no_cli_module_imported(tmp_path):
+    """docs/python_api.md's export example, as written, on a tiny model called mrpc_small."""
+    import os
+    import re
+
+    docs = (REPO / "docs" / "python_api.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Export from Python"):]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    make_tiny_bert(tmp_path / "mrpc_small", num_hidden_layers=1)
+    code = example + ("import json, sys\n"
+                      "print(json.dumps(sorted(m for m in sys.modules if m.startswith('prunecli.cli'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    printed, cli_modules = done.stdout.strip().splitlines()
+    assert json.loads(cli_modules) == []
+    record = json.loads((tmp_path / "mrpc_int8" / "export.json").read_text())
+    assert printed.split() == [str(record["file_mb"]), str(record["checks"]["int8"]["argmax_agreement"])]
