@@ -47,13 +47,14 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
     from prunecli.config import DataConfig
     from prunecli.models.folders import DATA_SOURCE_FIELDS, check_model_folder, resolve_model_path
     from prunecli.models.loading import load_checkpoint_tokenizer, load_classifier
+    from prunecli.pipelines.export import check_output
 
     checkpoint = str(checkpoint)
     if check_examples < 1:
         raise UserError(f"--check_examples must be at least 1 (got {check_examples}).")
     resolved = resolve_model_path(checkpoint)
     check_model_folder(resolved, checkpoint)  # before the output folder, so a wrong argument is named first
-    target = _check_output(output_dir, overwrite, resolved)
+    target = check_output(output_dir, overwrite, resolved, "the compacted model")
     data = data if data is not None else DataConfig()
     model, _ = load_classifier(checkpoint)
     tokenizer = load_checkpoint_tokenizer(checkpoint, required=any(getattr(data, f) for f in DATA_SOURCE_FIELDS))
@@ -63,17 +64,6 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
     inputs, described = check_inputs(checkpoint, tokenizer, model, data, check_examples)
     return compact_and_save(model, tokenizer, target, source=Path(resolved), inputs=inputs, onnx=onnx,
                             checked_on=described)
-
-
-def _check_output(output_dir: str | Path, overwrite: bool, checkpoint: str) -> Path:
-    from prunecli.training import checkpoint as ckpt
-
-    target = Path(output_dir).absolute()
-    if target == Path(checkpoint).absolute():
-        raise UserError("--output_dir is the checkpoint itself; the compacted model goes to a new folder.")
-    checked = ckpt.check_output_dir(str(output_dir), overwrite, None, resumable=False)
-    assert checked is not None
-    return checked
 
 
 def check_inputs(checkpoint: str, tokenizer, model, data, n: int) -> tuple[dict, str]:

@@ -68,15 +68,17 @@ def require_export_tools() -> None:
     import_onnxruntime()
 
 
-def check_output(output_dir: str | Path | None, overwrite: bool, source: str) -> Path:
-    """The folder to write: required, not the source, empty unless `overwrite` (a UserError naming it)."""
+def check_output(output_dir: str | Path | None, overwrite: bool, source: str, what: str = "the exported model"
+                 ) -> Path:
+    """The folder to write `what` to: required, not the source, empty unless `overwrite` (a UserError naming
+    it). `prunecli compact` checks its output folder with it too."""
     from prunecli.training import checkpoint as ckpt
 
     if not output_dir:
-        raise UserError("--output_dir is required: where the exported model is written.")
+        raise UserError(f"--output_dir is required: where {what} is written.")
     target = Path(output_dir).absolute()
     if target == Path(source).absolute():
-        raise UserError("--output_dir is the model itself; the export goes to a new folder.")
+        raise UserError(f"--output_dir is the checkpoint itself; {what} goes to a new folder.")
     checked = ckpt.check_output_dir(str(output_dir), overwrite, None, resumable=False)
     assert checked is not None
     return checked

@@ -81,8 +81,11 @@ def test_export_is_refused_before_loading(workdir, monkeypatch):
 
 def test_compact_onnx_is_the_float32_export_in_out_onnx(workdir, tmp_path):
     run = workdir / "sparse_only"
-    done = runner.invoke(app, _prune_args(workdir, run))
+    done = runner.invoke(app, _prune_args(workdir, run, "--export", "fp32"))  # no --compact: the pruned model
     assert done.exit_code == 0, done.output
+    sparse_export = json.loads((run / "onnx" / "export.json").read_text())
+    assert sparse_export["source"] == str(run.resolve()) and sparse_export["precision"] == "fp32"
+    assert sparse_export["source_sparsity"] == json.loads((run / "sparsity_report.json").read_text())["model"]
     out = tmp_path / "small"
     result = runner.invoke(app, ["compact", str(run), "--output_dir", str(out), "--onnx"])
     assert result.exit_code == 0, result.output
