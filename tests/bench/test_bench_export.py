@@ -57,3 +57,33 @@ def test_bench_export_on_tiny_models(tmp_path):
     assert gain == pytest.approx(medians["compacted_fp32"] / medians["compacted_int8"])
     share = result["summary"]["compacted_int8_share_of_dense_checkpoint"]
     assert share == pytest.approx(exports["compacted int8"]["file_mb"] / exports["dense fp32"]["source_file_mb"])
+
+
+def _figures(median_ms: float, base_ms: float) -> dict:
+    return {"onnxruntime": {"median_ms": median_ms, "speedup": base_ms / median_ms}}
+
+
+def test_the_summary_and_its_rendering_come_from_the_timings(tmp_path):
+    """bench_export.summarize's ratios and render_export's section and goals, from one benchmark result."""
+    from bench import render_export
+
+    medians = {"dense fp32": 600.0, "dense int8": 300.0, "compacted fp32": 300.0, "compacted int8": 160.0}
+    timing = {"cases": {"b32 s128": {}}, "models": [
+        {"label": name, "cases": {"b32 s128": _figures(ms, medians["dense fp32"])}} for name, ms in medians.items()]}
+    exports = {name: {"file_mb": mb, "export_seconds_whole_process": 20.0 + i, "metrics": {"accuracy": 0.8},
+                      "checks": {"int8_argmax_agreement": 0.99} if "int8" in name else {}}
+               for i, (name, mb) in enumerate(zip(medians, (90.9, 23.0, 69.6, 17.6), strict=True))}
+    summary = bench_export.summarize(exports, timing, dense_weights_mb=90.9)
+    assert summary["cases"]["b32 s128"]["int8_gain_on_compacted"] == pytest.approx(300 / 160)
+    assert summary["cases"]["b32 s128"]["compacted int8"]["speedup_vs_dense_fp32"] == pytest.approx(600 / 160)
+    assert summary["compacted_int8_share_of_dense_checkpoint"] == pytest.approx(17.6 / 90.9)
+    record = {"command": "bench/bench_export.py --dense d --compacted c", "exports": exports, "summary": summary}
+    (tmp_path / render_export.EXPORT_FILE).write_text(json.dumps(record))
+    text = "\n".join(render_export.section(tmp_path))
+    assert "| compacted int8 | 0.8000 | 17.6 | 23.0 | 3.75x | 99.0% |" in text
+    assert "INT8 on top of compaction 1.88x" in text
+    goals = {goal: (measured, met) for goal, measured, met in render_export.goal_lines(tmp_path)}
+    assert goals["INT8 on top of compaction >= 1.7x (onnxruntime, b32 x 128)"] == ("1.88x", True)
+    assert goals["compacted INT8 file <= 1/4 of the dense float32 checkpoint"] == ("0.19", True)
+    assert any(measured == "21.0 s" and met for measured, met in goals.values())
+    assert render_export.goal_lines(tmp_path / "none") == []
