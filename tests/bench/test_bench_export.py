@@ -87,3 +87,58 @@ def test_the_summary_and_its_rendering_come_from_the_timings(tmp_path):
     assert goals["compacted INT8 file <= 1/4 of the dense float32 checkpoint"] == ("0.19", True)
     assert any(measured == "21.0 s" and met for measured, met in goals.values())
     assert render_export.goal_lines(tmp_path / "none") == []
+
+
+def _run(kind: str, pattern: str, seed: int, accuracy: float) -> dict:
+    record = {"profile": "full", "kind": kind, "task": "mrpc", "tool": "prunecli", "pattern": pattern, "seed": seed,
+              "metrics": {"accuracy": accuracy}}
+    if kind == "prune":
+        record["compact"] = {"path": f"bench/work/runs/full/mrpc/s{seed}/{pattern}/compact", "params_after": 15e6}
+    return record
+
+
+def test_curve_int8_exports_scores_and_times_each_compacted_model_and_renders_the_columns(tmp_path, monkeypatch):
+    """bench_compact.py --curve full --int8: each compacted model's INT8 file is timed in the same run as the
+    dense model; render_compact adds the INT8 columns and the 5x-within-1% goal from what was measured."""
+    from bench import bench_compact, render_compact
+
+    root = tmp_path / "bench"
+    runs = [_run("prune", "hn70", seed, 0.80) for seed in (42, 43)]
+    (root / "results" / "full" / "mrpc").mkdir(parents=True)
+    for r in [_run("dense", "dense", 42, 0.81), _run("dense", "dense", 43, 0.81), *runs]:
+        (root / "results" / "full" / "mrpc" / f"{r['pattern']}-{r['seed']}.json").write_text(json.dumps(r))
+    for r in runs:
+        (tmp_path / r["compact"]["path"]).mkdir(parents=True)
+    speedups = {"dense": 1.0, "s42/hn70/compact": 3.1, "s43/hn70/compact": 3.0, "mrpc-hn70-prunecli-s42": 5.6,
+                "mrpc-hn70-prunecli-s43": 5.2}
+
+    def fake_export(compacted, out):
+        return {"folder": str(out), "metrics": {"accuracy": 0.805 if "s42" in str(compacted) else 0.80},
+                "file_mb": 17.0, "export_seconds": 20.0, "argmax_agreement": 0.99}
+
+    def fake_benchmark(folders, out, *args):
+        def speed(folder):
+            key = next((k for k in speedups if folder.endswith(k)), "dense")
+            backends = {"onnxruntime": {"speedup": speedups[key]}}
+            if "int8" not in folder:
+                backends["pytorch"] = {"speedup": speedups[key]}
+            return {"encoder_flops_per_example": 100.0, "cases": {"b32 s128": backends}}
+
+        return ["prunecli", "benchmark"], {"models": [speed(f) for f in folders]}
+
+    monkeypatch.setattr(bench_compact, "export_int8", fake_export)
+    monkeypatch.setattr(bench_compact, "_benchmark", fake_benchmark)
+    assert bench_compact.curve("full", 1.0, None, root, int8=True) == 0
+    task = json.loads((root / "results" / "full" / render_compact.CURVE_FILE).read_text())["tasks"]["mrpc"]
+    assert task["labels"] == ["dense", "mrpc-hn70-prunecli-s42", "mrpc-hn70-prunecli-s43",
+                              "mrpc-hn70-prunecli-s42-int8", "mrpc-hn70-prunecli-s43-int8"]
+    assert set(task["int8"]) == {"mrpc-hn70-prunecli-s42", "mrpc-hn70-prunecli-s43"}
+    records = [json.loads(p.read_text()) for p in sorted((root / "results" / "full").glob("*/*.json"))]
+    (row,) = render_compact.curve_rows(records, root / "results")
+    assert row["int8"]["speedup"] == pytest.approx(5.4) and row["int8"]["accuracy"] == pytest.approx(0.8025)
+    short = render_compact.curve_table(records, root / "results", short=True)
+    assert short[0].endswith("| compacted | vs dense | INT8 ORT, vs dense |")
+    assert short[2].endswith("| 0.8000, 2 seeds | -1.23% | 5.40x, -0.93% |")
+    goals = {g[0]: g[1:] for g in render_compact.goal_lines(records, root / "results")}
+    assert goals["MRPC: INT8 file at >= 5x (onnxruntime, b32 x 128, vs dense fp32) within 1% of dense"] == (
+        "5.40x at -0.93% (2 seeds)", True)
