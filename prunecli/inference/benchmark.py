@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunecli.errors import CheckpointError, UserError
+from prunecli.inference.facts import count_flops, exported_facts, file_facts, parameters, precision
 from prunecli.inference.timing import Timing, load_average, summarize, time_round, usable_cpus, versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,66 +116,6 @@ def _label(path: str, taken: set[str]) -> str:
     while f"{path}#{n}" in taken:
         n += 1
     return f"{path}#{n}"
-
-
-# ---- per-model facts ------------------------------------------------------------------------------------
-
-def count_flops(model, names: Sequence[str], sequence_length: int) -> dict[str, Any]:
-    """Matmul FLOPs of a batch-1 forward at `sequence_length` (FlopCounterMode), total and the encoder's part."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from prunecli.inference.onnx import _attn_implementation, _set_attn
-
-    feeds = _random_inputs(model.config, names, 1, sequence_length, seed=0)
-    original = _attn_implementation(model)
-    attention = original
-    try:  # sdpa's fused CPU kernel is not counted by FlopCounterMode; eager's matmuls are
-        _set_attn(model, "eager")
-        attention = "eager"
-    except Exception:  # an architecture without eager attention: its attention matmuls may be missing
-        logger.info("%s: counting FLOPs with %s attention", type(model).__name__, original)
-    try:
-        counter = FlopCounterMode(display=False, depth=None)
-        with torch.inference_mode(), counter:
-            model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-    finally:
-        _set_attn(model, original)
-    total = int(counter.get_total_flops())
-    encoder = None
-    fqn = _encoder_name(model)
-    if fqn is not None:
-        counts = counter.get_flop_counts().get(f"{type(model).__name__}.{fqn}")
-        if counts:
-            encoder = int(sum(counts.values()))
-    return {"flops_per_example": total, "encoder_flops_per_example": encoder, "flops_attention": attention,
-            "flops_sequence_length": sequence_length}
-
-
-def _encoder_name(model) -> str | None:
-    base = getattr(model, "base_model", model)
-    module = next((getattr(base, n) for n in ("encoder", "transformer") if hasattr(base, n)), None)
-    if module is None:
-        return None
-    return next((name for name, sub in model.named_modules() if sub is module and name), None)
-
-
-def _parameters(model) -> tuple[int, int]:
-    import torch
-
-    total = nonzero = 0
-    for p in model.parameters():  # shared (tied) parameters are listed once
-        total += p.numel()
-        nonzero += int(torch.count_nonzero(p.detach()))
-    return total, nonzero
-
-
-def _file_facts(model_dir: str) -> dict[str, Any]:
-    from prunecli.models.folders import weight_files
-
-    files = weight_files(model_dir)
-    size = sum(f.stat().st_size for f in files)
-    return {"file_bytes": size, "file_mb": round(size / 1e6, 3), "weight_files": [f.name for f in files]}
 
 
 # ---- inputs ---------------------------------------------------------------------------------------------
@@ -433,19 +374,12 @@ def _load_models(models: Sequence[str | Path], sequence_length: int, say, thread
         names = model_input_names(model)
         entry = _Model(given, model, facts, names, config=model.config)
         _check_length(entry, sequence_length)
-        params, nonzero = _parameters(model)
-        facts.update({"label": label, "format": "checkpoint", "precision": _precision(model), "params": params,
+        params, nonzero = parameters(model)
+        facts.update({"label": label, "format": "checkpoint", "precision": precision(model), "params": params,
                       "nonzero_params": nonzero, **count_flops(model, names, sequence_length),
-                      **_file_facts(facts["resolved_path"]), "onnx": None, "data": None, "cases": {}})
+                      **file_facts(facts["resolved_path"]), "onnx": None, "data": None, "cases": {}})
         entries.append(entry)
     return entries
-
-
-def _precision(model) -> str:
-    import torch
-
-    dtype = next(model.parameters()).dtype
-    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype))
 
 
 def _load_exported(given: str, sequence_length: int, threads: int | None) -> _Model:
@@ -453,14 +387,7 @@ def _load_exported(given: str, sequence_length: int, threads: int | None) -> _Mo
     from prunecli.inference.runtime import load_exported
 
     exported = load_exported(given, threads=threads)
-    size = exported.file_bytes
-    facts = {"path": given, "resolved_path": str(Path(given).resolve()), "architecture": "ONNX",
-             "model_type": getattr(exported.config, "model_type", None), "missing_keys": 0, "new_head": False,
-             "format": "onnx",
-             "precision": exported.precision, "params": exported.record.get("params"), "nonzero_params": None,
-             "flops_per_example": None, "encoder_flops_per_example": None, "flops_attention": None,
-             "flops_sequence_length": sequence_length, "file_bytes": size, "file_mb": round(size / 1e6, 3),
-             "weight_files": ["model.onnx"], "onnx": None, "data": None, "cases": {}}
+    facts = {**exported_facts(exported, given, sequence_length), "onnx": None, "data": None, "cases": {}}
     return _Model(given, None, facts, exported.input_names, session=exported.session, config=exported.config,
                   exported=exported)
 
