@@ -33,13 +33,16 @@ def command(
 ) -> None:
     """Export a checkpoint to ONNX (float32 or INT8), checked against PyTorch, ready to serve."""
     from rich.console import Console
+    from rich.markup import escape
 
     from prunecli.config import DataConfig
     from prunecli.pipelines.export import export_model
 
     data = DataConfig(task_name=task_name, data_dir=data_dir, validation_file=validation_file, max_length=max_length)
+    err = Console(stderr=True, highlight=False)
     record = export_model(model, output_dir or "", quantize=quantize, data=data, check_examples=check_examples,
-                          overwrite=overwrite_output_dir)
+                          overwrite=overwrite_output_dir,
+                          progress=lambda line: err.print(f"[dim]{escape(line)} ...[/dim]", soft_wrap=True))
     render(record, Console(highlight=False), output_dir or "")
 
 

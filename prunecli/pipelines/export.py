@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,14 @@ def check_output(output_dir: str | Path | None, overwrite: bool, source: str, wh
 
 def export_model(model_dir: str | Path, output_dir: str | Path, *, quantize: str | None = None, data=None,
                  check_examples: int = CHECK_EXAMPLES, overwrite: bool = False,
-                 source_name: str | None = None) -> dict[str, Any]:
+                 source_name: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Export the sequence classifier in `model_dir` (a folder or the alias `minilm`) to `output_dir`.
 
     `quantize`: None (float32) or "int8". `data` (a `prunecli.config.DataConfig`) chooses the check examples
     (None: the data recorded in the checkpoint, else sample sentences); at most `check_examples` of them.
-    `source_name`: how export.json names the source (default: its path). Returns the export record, which is
-    also written as `output_dir/export.json`.
+    `source_name`: how export.json names the source (default: its path). `progress` is called with a line once
+    the inputs are checked and the long part starts. Returns the export record, which is also written as
+    `output_dir/export.json`.
 
     Raises UserError (exit 2 in the CLI), with nothing written, for a missing or corrupt model, an unknown
     `quantize`, a non-empty `output_dir` without `overwrite`, or a folder that cannot be written (full disk);
@@ -113,6 +115,9 @@ def export_model(model_dir: str | Path, output_dir: str | Path, *, quantize: str
                         hint="export the checkpoint it came from (its export.json names it).")
     target = check_output(output_dir, overwrite, resolved)
     require_export_tools()
+    if progress is not None:
+        progress(f"exporting {given} to ONNX" + (f" and quantizing it to {quantize}" if quantize else "")
+                 + ", checked against PyTorch")
     data = data if data is not None else DataConfig()
     model, _ = load_classifier(given)
     tokenizer = load_checkpoint_tokenizer(given, required=any(getattr(data, f) for f in DATA_SOURCE_FIELDS))
