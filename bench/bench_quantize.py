@@ -4,9 +4,10 @@ From one checkpoint: the float32 ONNX file and the dynamic INT8 one (`prunecli e
 static INT8 file made with onnxruntime's `quantize_static` (QDQ format, per-channel QInt8 weights and activations,
 MatMuls only: LayerNorm, GELU, Softmax and the residual adds stay in float), calibrated on up to `--calibration`
 real examples of the task's evaluation split (the checkpoint's recorded data or the data options; the speed does
-not depend on which examples calibrate, the agreement below is measured on the same ones). Then the three files are timed in
-turns through onnxruntime (prunecli's session settings) at batch 32 x 128 and 1 x 128, and compared with the
-float32 file on the calibration examples (largest logit difference, argmax agreement).
+not depend on which examples calibrate). Then the three files are timed in turns through onnxruntime (prunecli's
+session settings) at batch 32 x 128 and 1 x 128, and compared with the float32 file on the calibration examples
+(largest logit difference, argmax agreement; meaningful for a fine-tuned head only: a random head's logits are
+nearly tied, so tiny changes flip its argmax).
 
     .venv/bin/python bench/bench_quantize.py --model ./dense_mrpc --data_dir ../shared/glue/MRPC
     # writes bench/results/quantize_static.json
