@@ -10,6 +10,7 @@ Runtime. "Speed follows FLOPs" is the measured speed-up over the encoder-FLOP ra
 
     .venv/bin/python bench/bench_compact.py                # writes bench/results/compact_speed.json
     .venv/bin/python bench/bench_compact.py --curve full   # times the GLUE profile's compacted models
+    .venv/bin/python bench/bench_compact.py --curve full --int8  # also their INT8 files (prunecli export)
 
 Take the timings with the machine to yourself: other processes change wall-time ratios.
 """
@@ -109,12 +110,35 @@ def _benchmark(folders: list[str], out: Path, min_time: float, threads: int | No
     return cmd, json.loads(out.read_text())
 
 
+def export_int8(compacted: Path, out: Path) -> dict:
+    """`prunecli export --quantize int8` of a compacted model (one timed process; checked on the run's recorded
+    data), then `prunecli evaluate` of the file (onnxruntime): its facts for the curve."""
+    prunecli = str(Path(sys.executable).parent / "prunecli")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [prunecli, "export", str(compacted), "--output_dir", str(out), "--quantize", "int8",
+           "--overwrite_output_dir"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    scored = subprocess.run([prunecli, "evaluate", str(out), "--json"], capture_output=True, text=True, env=env)
+    if scored.returncode != 0:
+        raise SystemExit(f"prunecli evaluate {out} failed:\n{scored.stderr[-3000:]}")
+    record = json.loads((out / "export.json").read_text())
+    return {"folder": str(out), "export_command": shlex.join(cmd), "export_seconds": round(seconds, 2),
+            "file_mb": record["file_mb"], "argmax_agreement": record["checks"]["int8"]["argmax_agreement"],
+            "metrics": json.loads(scored.stdout)["metrics"]}
+
+
 def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH,
-          tasks: list[str] | None = None) -> int:
+          tasks: list[str] | None = None, int8: bool = False) -> int:
     """Time every compacted model of a GLUE profile against its task's dense model (seed 42's, else the first
     seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json.
-    With `tasks`, only those are timed again; the other tasks' timings in the file are kept."""
-    from render_compact import CURVE_FILE, curve_label
+    With `tasks`, only those are timed again; the other tasks' timings in the file are kept. With `int8`, each
+    compacted model on disk is also exported to INT8 (`export_int8`), scored, and timed in the same run (its
+    label ends in INT8_SUFFIX; onnxruntime only)."""
+    from render_compact import CURVE_FILE, INT8_SUFFIX, curve_label
 
     results = root / "results" / profile
     records = [json.loads(p.read_text()) for p in sorted(results.glob("*/*.json"))]
@@ -136,15 +160,25 @@ def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH
         seeds = sorted({r["seed"] for r in present}) or [42]
         dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
         folders = [str(dense)] + [str(root.parent / r["compact"]["path"]) for r in present]
+        labels = ["dense"] + [curve_label(r) for r in present]
+        exported = dict(earlier.get("int8", {})) if earlier else {}
+        if int8:
+            for r in present:
+                label = curve_label(r)
+                exported[label] = export_int8(root.parent / r["compact"]["path"],
+                                              root / "work" / "int8" / profile / task / label)
+                folders.append(exported[label]["folder"])
+                labels.append(label + INT8_SUFFIX)
         load_before = os.getloadavg()
         cmd, result = _benchmark(folders, root / "work" / f"curve-{profile}-{task}.json", min_time, threads,
                                  "--sequence_length", "128")
-        labels = ["dense"] + [curve_label(r) for r in present]
-        carried = [label for label in kept if label not in labels and label in {curve_label(r) for r in runs}]
+        run_labels = {curve_label(r) for r in runs}
+        carried = [label for label in kept if label not in labels and label.removesuffix(INT8_SUFFIX) in run_labels]
         result["models"] += [kept[label] for label in carried]
         record["tasks"][task] = {"labels": labels + carried, "benchmark_command": shlex.join(cmd),
                                  "loadavg_before": load_before, "benchmark": result,
-                                 **({"timed_in_an_earlier_run": carried} if carried else {})}
+                                 **({"timed_in_an_earlier_run": carried} if carried else {}),
+                                 **({"int8": exported} if exported else {})}
         for label, model in zip(record["tasks"][task]["labels"], result["models"], strict=True):
             print(task, label, {b: round(v["speedup"], 2) for b, v in model["cases"][CASE].items()})
     (results / CURVE_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -164,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="instead: time the compacted models of a GLUE profile (e.g. full) against the dense")
     parser.add_argument("--root", default=str(BENCH), help="--curve: the folder holding results/ and work/")
     parser.add_argument("--tasks", default=None, help="--curve: time only these tasks (comma-separated) again")
+    parser.add_argument("--int8", action="store_true",
+                        help="--curve: also export each compacted model to INT8, score it and time it (onnxruntime)")
     args = parser.parse_args(argv)
     if args.curve:
         return curve(args.curve, args.min_time, args.threads, Path(args.root),
-                     args.tasks.split(",") if args.tasks else None)
+                     args.tasks.split(",") if args.tasks else None, int8=args.int8)
     built = build(Path(args.work))
     folders = [built["dense"]["path"]] + [built[name]["compacted"] for name in VARIANTS]
     load_before = os.getloadavg()

@@ -15,6 +15,7 @@ BEGIN, END = "<!-- compact:begin (bench/render_results.py --readme) -->", "<!-- 
 SPEED_FILE = "compact_speed.json"  # bench/bench_compact.py
 CURVE_FILE = "compact_curve_speed.json"  # bench/bench_compact.py --curve PROFILE, under results/PROFILE/
 CASE = "b32 s128"
+INT8_SUFFIX = "-int8"  # the label of a compacted model's INT8 file in the curve's speed file (`--curve --int8`)
 BACKENDS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime"}
 TASKS = {"mrpc": "MRPC", "sst2": "SST-2"}
 METHODS = {"kd": "logit KD", "kdhid": "logit KD + hidden", "hidall": "all hidden", "cool": "lr to 0 in cool-down"}
@@ -27,6 +28,7 @@ def method(tool: str) -> str:
 FLOOR = 0.9  # the goal: measured speed-up >= 0.9 x the encoder-FLOP ratio
 DROP_GOAL = -0.01  # within 1% relative accuracy of the dense model
 SPEED_GOAL = 2.0
+INT8_SPEED_GOAL = 5.0  # issue 30: a deployed INT8 file at >= 5x (onnxruntime, b32 x 128) within 1% of dense
 
 
 def _read(path: Path) -> dict | None:
@@ -100,6 +102,7 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
         dense = [dense_by[(task, s)]["metrics"]["accuracy"] for s in seeds if (task, s) in dense_by]
         dense_acc = statistics.fmean(dense) if len(dense) == len(seeds) else None
         labels = [curve_label(r) for r in runs]
+        int8 = _int8_figures(speed.get("tasks", {}).get(task, {}), timed, labels, dense_acc)
         ratios, speeds = [], {b: [] for b in BACKENDS}
         for label in labels:
             model = timed.get(label)
@@ -116,8 +119,23 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
                      "drop": None if dense_acc is None else (acc - dense_acc) / dense_acc,
                      "params": statistics.fmean(r["compact"]["params_after"] for r in runs),
                      "flop_ratio": statistics.median(ratios) if ratios else None,
-                     "speedup": {b: statistics.median(v) for b, v in speeds.items() if v}})
+                     "speedup": {b: statistics.median(v) for b, v in speeds.items() if v}, "int8": int8})
     return rows
+
+
+def _int8_figures(task_speed: dict, timed: dict, labels: list[str], dense_acc: float | None) -> dict | None:
+    """The INT8 files of a group's compacted models (`bench_compact.py --curve --int8`): mean accuracy over the
+    seeds that have one (through onnxruntime), its change against dense, and the median onnxruntime speed-up
+    against the dense model of the same run. None when none was exported."""
+    exported = task_speed.get("int8", {})
+    scored = [exported[label]["metrics"]["accuracy"] for label in labels if label in exported]
+    speeds = [timed[label + INT8_SUFFIX]["cases"][CASE]["onnxruntime"]["speedup"] for label in labels
+              if CASE in timed.get(label + INT8_SUFFIX, {}).get("cases", {})]
+    if not scored:
+        return None
+    accuracy = statistics.fmean(scored)
+    return {"accuracy": accuracy, "seeds": len(scored), "speedup": statistics.median(speeds) if speeds else None,
+            "drop": None if dense_acc is None else (accuracy - dense_acc) / dense_acc}
 
 
 def curve_table(records: list[dict], results_dir: Path, profile: str = "full", short: bool = False) -> list[str]:
@@ -127,6 +145,8 @@ def curve_table(records: list[dict], results_dir: Path, profile: str = "full", s
     if not rows:
         return ["Not measured yet: `run_glue_bench.py --patterns hn33,hn55,hn70`, then `bench_compact.py --curve`."]
     head = ["task", "heads, neurons removed", "params", "FLOPs", *BACKENDS.values(), "dense", "compacted", "vs dense"]
+    if any(r["int8"] for r in rows):  # the INT8 files, where `bench_compact.py --curve --int8` measured them
+        head += ["INT8 ORT, vs dense"] if short else ["INT8 ORT", "INT8", "INT8 vs dense"]
     if short:
         head = [h for h in head if h not in ("FLOPs", "dense")]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -139,9 +159,19 @@ def curve_table(records: list[dict], results_dir: Path, profile: str = "full", s
                     for b, title in BACKENDS.items()},
                  "dense": f"{r['dense']:.4f}" if r["dense"] is not None else "—",
                  "compacted": f"{r['accuracy']:.4f}, {len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}",
-                 "vs dense": f"{r['drop']:+.2%}" if r["drop"] is not None else "—"}
+                 "vs dense": f"{r['drop']:+.2%}" if r["drop"] is not None else "—", **_int8_cells(r["int8"])}
         lines.append("| " + " | ".join(cells[h] for h in head) + " |")
     return lines
+
+
+def _int8_cells(int8: dict | None) -> dict[str, str]:
+    if not int8:
+        return {"INT8 ORT": "—", "INT8": "—", "INT8 vs dense": "—", "INT8 ORT, vs dense": "—"}
+    speed = f"{int8['speedup']:.2f}x" if int8["speedup"] is not None else "not timed"
+    drop = f"{int8['drop']:+.2%}" if int8["drop"] is not None else "—"
+    seeds = f"{int8['seeds']} seed{'s' if int8['seeds'] > 1 else ''}"
+    return {"INT8 ORT": speed, "INT8": f"{int8['accuracy']:.4f}, {seeds}", "INT8 vs dense": drop,
+            "INT8 ORT, vs dense": f"{speed}, {drop}"}
 
 
 def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, bool | None]]:
@@ -170,6 +200,17 @@ def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, b
         measured = (f"{best['speedup'].get('pytorch', 0):.2f}x at {best['drop']:+.2%} "
                     f"({len(best['seeds'])} seed{'s' if len(best['seeds']) > 1 else ''})")
         goals.append((title, measured, bool(fast) and best["drop"] >= DROP_GOAL))
+    for task in TASKS:
+        deployed = [r for r in rows_of_curve if r["task"] == task and r["int8"] and r["int8"]["speedup"] is not None
+                    and r["int8"]["drop"] is not None]
+        if not deployed:
+            continue
+        title = (f"{TASKS[task]}: INT8 file at >= {INT8_SPEED_GOAL:g}x (onnxruntime, b32 x 128, vs dense fp32) "
+                 "within 1% of dense")
+        fast = [r for r in deployed if r["int8"]["speedup"] >= INT8_SPEED_GOAL]
+        best = max(fast or deployed, key=lambda r: r["int8"]["drop"] if fast else r["int8"]["speedup"])["int8"]
+        goals.append((title, f"{best['speedup']:.2f}x at {best['drop']:+.2%} ({best['seeds']} seed"
+                      f"{'s' if best['seeds'] > 1 else ''})", bool(fast) and best["drop"] >= DROP_GOAL))
     return goals
 
 

@@ -18,9 +18,10 @@ from collections import defaultdict
 from pathlib import Path
 
 try:
-    from bench import render_compact, summary
+    from bench import render_compact, render_export, summary
 except ImportError:  # run as a script: bench/ is the script's own folder
     import render_compact  # type: ignore[no-redef]
+    import render_export  # type: ignore[no-redef]
     import summary  # type: ignore[no-redef]
 
 SCHEMA = "prunecli-bench/1"
@@ -688,10 +689,12 @@ def render_markdown(records: list[dict], results_dir: str | Path | None = None,
     cost = summary.cost_goals(Path(results_dir)) if results_dir else None
     if cost is not None:
         cost.setdefault("goals", []).extend(render_compact.goal_lines(records, Path(results_dir)))
+        cost["goals"].extend(render_export.goal_lines(Path(results_dir)))
     lines += ["## Summary: every goal", "", SUMMARY_INTRO, "", *summary.goal_lines(records, cost), ""]
     lines += [HEADER, "## Setup", "", *facts(records), ""]
     if results_dir:
         lines += render_compact.section(records, Path(results_dir))
+        lines += render_export.section(Path(results_dir))
     lines += ["## Goals per profile", "", *goals(records), ""]
     lines += ["## Every run", "", f"The tables of every run, profile by profile and task by task (each seed, INC "
               f"beside prunecli, the methods, batching and cost figures, the commands): [{runs_link}]({runs_link}).",

@@ -21,17 +21,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Section = Literal["data", "train", "prune", "distill", "recipe"]
+Section = Literal["data", "train", "prune", "distill", "recipe", "export"]
 
 #: The help panels of the command-line options.
 DATA, TRAINING, PRUNE, DISTILL, OUT = "Data", "Training", "Pruning", "Distillation", "Output and checkpoints"
-_PANELS = {"data": DATA, "train": TRAINING, "prune": PRUNE, "distill": DISTILL}
+EXPORT = "Export"
+_PANELS = {"data": DATA, "train": TRAINING, "prune": PRUNE, "distill": DISTILL, "export": EXPORT}
 
 #: Choices of the training-method options (also the values a recipe's `training` block accepts).
 DISTILL_TYPES = ("hidden_mse", "logits_kl")
 HIDDEN_LAYERS = ("last", "all")
 COOLDOWN_LR_DECAYS = ("none", "linear", "cosine")
 OP_TYPES = ("Linear", "Conv1D")
+#: Precisions of an exported ONNX file (`prunecli export --quantize`, `prune --export`): float32 and INT8
+#: (onnxruntime's dynamic quantization; static QDQ measured slower, see docs/deploy.md).
+EXPORT_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,9 @@ SETTINGS: tuple[Setting, ...] = (
        optional=True, ge=0, le=1),
     _s("compact", bool, False, "After training, remove the pruned heads and neurons: a smaller, faster copy of the "
        "model in OUTPUT_DIR/compact (see prunecli compact).", "prune"),
+    _s("export", str, None, "After training, export the final model (the compacted one with --compact) to ONNX "
+       "in OUTPUT_DIR/onnx: fp32, or int8 (dynamic quantization); checked against PyTorch (see prunecli export).",
+       "prune", optional=True, choices=EXPORT_PRECISIONS),
     _s("dry_run", bool, False, "Print which layers each group prunes, then exit.", "prune"),
     # ---- distillation ---------------------------------------------------------------------------------
     _s("teacher_model_name_or_path", str, None, "Teacher model (default: the input model).", "distill",
@@ -244,6 +251,9 @@ SETTINGS: tuple[Setting, ...] = (
        "distill", recipe="training", ge=0),
     _s("cache_teacher_outputs", bool, True, "Cache teacher outputs across epochs when they fit in memory.",
        "distill", negatable=True),
+    # ---- export (`prunecli export`; no run configuration section) ------------------------------------
+    _s("quantize", str, None, "int8: quantize the file with onnxruntime's dynamic quantization (per-channel int8 "
+       "weights). Default: float32.", "export", optional=True, choices=EXPORT_PRECISIONS[1:]),
     # ---- recipe keys with no option -------------------------------------------------------------------
     _s("start_step", int, 0, "Optimizer step of the first pruning event.", "recipe", recipe="group", ge=0),
     _s("end_step", int, 0, "Last optimizer step with a pruning event; masks are fixed after it (cool-down).",

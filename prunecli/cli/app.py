@@ -26,7 +26,8 @@ def _underscored(token: str) -> str:
 app = typer.Typer(
     name="prunecli",
     cls=Group,
-    help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact, benchmark.",
+    help="Prune Hugging Face transformers classifiers: finetune, prune, evaluate, inspect, compact, export, "
+         "benchmark.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     # `--model-name-or-path` is read as `--model_name_or_path`: every option has both spellings, help shows one
@@ -101,9 +102,9 @@ def _root(
 
 
 def _register() -> None:
-    from prunecli.cli import benchmark, compact, demo, evaluate, finetune, inspect, prune, recipes, schema
+    from prunecli.cli import benchmark, compact, demo, evaluate, export, finetune, inspect, prune, recipes, schema
 
-    for module in (finetune, prune, evaluate, inspect, compact, benchmark, schema, recipes, demo):
+    for module in (finetune, prune, evaluate, inspect, compact, export, benchmark, schema, recipes, demo):
         app.command(name=module.NAME, cls=Command)(handles_user_errors(module.command))
 
 

@@ -30,8 +30,9 @@ _DATA_EXAMPLES = 256
 def command(
     models: Annotated[
         list[str] | None,
-        typer.Argument(help="Model folders (any sequence classifier: dense, sparse or compacted) or the alias "
-                       "minilm; the first is the speed-up baseline.", show_default=False),
+        typer.Argument(help="Model folders (any sequence classifier: dense, sparse or compacted), exported ONNX "
+                       "folders (prunecli export; onnxruntime only) or the alias minilm; the first is the speed-up "
+                       "baseline.", show_default=False),
     ] = None,
     task_name: TaskName = None,
     data_dir: DataDir = None,
@@ -281,6 +282,7 @@ def _facts_table(result: dict, names: list[str], console: Console):
         seq = models[0]["flops_sequence_length"] if models else result["settings"]["sequence_length"]
         table = Table(title="Models", title_justify="left", header_style="bold")
         table.add_column("model", no_wrap=True)
+        table.add_column("precision", no_wrap=True)
         table.add_column("params", justify="right", no_wrap=True)
         table.add_column("non-zero", justify="right", no_wrap=True)
         table.add_column(f"FLOPs/ex s{seq}", justify="right", no_wrap=True)
@@ -290,7 +292,8 @@ def _facts_table(result: dict, names: list[str], console: Console):
         if with_onnx:
             table.add_column("ONNX |diff|", justify="right", no_wrap=True)
         for name, model in zip(names, models, strict=True):
-            cells = [name, _si(model["params"]), _si(model["nonzero_params"]), _si(model["flops_per_example"])]
+            cells = [name, model.get("precision") or "-", _si(model["params"]), _si(model["nonzero_params"]),
+                     _si(model["flops_per_example"])]
             if with_encoder:
                 cells.append(_si(model.get("encoder_flops_per_example")))
             cells.append(_mb(model["file_mb"]))

@@ -21,7 +21,8 @@ def command(
     checkpoint: Annotated[str, typer.Argument(help="A pruned checkpoint folder (any sequence classifier).")],
     output_dir: OutputDir = None,
     overwrite_output_dir: Overwrite = False,
-    onnx: Annotated[bool, typer.Option("--onnx", help="Also export model.onnx and check it with onnxruntime.")]
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write the float32 ONNX export (prunecli export) "
+                                       "to OUTPUT_DIR/onnx.")]
     = False,
     task_name: TaskName = None,
     data_dir: DataDir = None,
@@ -67,5 +68,6 @@ def render(report: dict[str, Any], console) -> None:
                   highlight=False)
     if report.get("onnx"):
         o = report["onnx"]
-        console.print(f"ONNX: {o['file']} (max difference vs PyTorch {o.get('max_abs_diff', float('nan')):.2g})",
+        console.print(f"ONNX: {o['file']}, float32 (max difference vs PyTorch "
+                      f"{o.get('max_abs_diff', float('nan')):.2g}); prunecli export --quantize int8 for INT8",
                       highlight=False)

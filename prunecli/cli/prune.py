@@ -56,6 +56,10 @@ class Renderer:
             from prunecli.cli import compact
 
             compact.render(payload, console)
+        elif kind == "export":
+            from prunecli.cli import export
+
+            export.render(payload, console)
         elif kind == "compact_skipped":
             from rich.markup import escape
 

@@ -83,7 +83,8 @@ def render_metrics(result: dict[str, Any], console: Console | None = None) -> No
         table.add_row(name, _fmt(value))
     console.print(table)
     sizes = ", ".join(f"{k} {v}" for k, v in result.get("num_examples", {}).items())
-    console.print(f"[dim]{result.get('data', '')}; examples: {sizes}[/dim]", highlight=False)
+    runtime = f"; {result['runtime']}, {result['precision']} ONNX file" if result.get("runtime") else ""
+    console.print(f"[dim]{result.get('data', '')}; examples: {sizes}{runtime}[/dim]", highlight=False)
 
 
 def plan_table(plan: list[dict[str, Any]], excluded_heads: list[str]):

@@ -23,7 +23,9 @@ busy machine's slow spells hit every model of a case alike:
   `FlopCounterMode` counts them, of a batch-1 forward at the benchmark's sequence length with eager attention,
   so the attention matmuls are counted; `encoder_flops_per_example` is the encoder's share when the model has
   an `encoder`/`transformer` module), and the weight files' size on disk;
-* speed-up: the first model's median latency divided by this model's, per case and backend (>1 means faster).
+* speed-up: the first model's median latency divided by this model's, per case and backend (>1 means faster);
+* exported folders (`prunecli export`, float32 or INT8 `model.onnx`) are timed as they are, in onnxruntime only
+  (no PyTorch figures, no FLOPs); their size is the ONNX file's, and `precision` says fp32 or int8.
 
 The result is plain JSON-able data (schema in `benchmark_models`' docstring).
 """
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunecli.errors import CheckpointError, UserError
+from prunecli.inference.facts import count_flops, exported_facts, file_facts, parameters, precision
 from prunecli.inference.timing import Timing, load_average, summarize, time_round, usable_cpus, versions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +77,8 @@ class _Model:
     batches: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)  # case -> numpy feeds
     session: Any = None
     onnx: dict[str, Any] | None = None
+    config: Any = None  # the model's config (a checkpoint's or an exported folder's)
+    exported: Any = None  # an exported folder (`prunecli.inference.runtime.ExportedModel`): onnxruntime only
 
 
 def parse_batch_sizes(text: str | Sequence[int]) -> list[int]:
@@ -113,73 +118,13 @@ def _label(path: str, taken: set[str]) -> str:
     return f"{path}#{n}"
 
 
-# ---- per-model facts ------------------------------------------------------------------------------------
-
-def count_flops(model, names: Sequence[str], sequence_length: int) -> dict[str, Any]:
-    """Matmul FLOPs of a batch-1 forward at `sequence_length` (FlopCounterMode), total and the encoder's part."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from prunecli.inference.onnx import _attn_implementation, _set_attn
-
-    feeds = _random_inputs(model, names, 1, sequence_length, seed=0)
-    original = _attn_implementation(model)
-    attention = original
-    try:  # sdpa's fused CPU kernel is not counted by FlopCounterMode; eager's matmuls are
-        _set_attn(model, "eager")
-        attention = "eager"
-    except Exception:  # an architecture without eager attention: its attention matmuls may be missing
-        logger.info("%s: counting FLOPs with %s attention", type(model).__name__, original)
-    try:
-        counter = FlopCounterMode(display=False, depth=None)
-        with torch.inference_mode(), counter:
-            model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-    finally:
-        _set_attn(model, original)
-    total = int(counter.get_total_flops())
-    encoder = None
-    fqn = _encoder_name(model)
-    if fqn is not None:
-        counts = counter.get_flop_counts().get(f"{type(model).__name__}.{fqn}")
-        if counts:
-            encoder = int(sum(counts.values()))
-    return {"flops_per_example": total, "encoder_flops_per_example": encoder, "flops_attention": attention,
-            "flops_sequence_length": sequence_length}
-
-
-def _encoder_name(model) -> str | None:
-    base = getattr(model, "base_model", model)
-    module = next((getattr(base, n) for n in ("encoder", "transformer") if hasattr(base, n)), None)
-    if module is None:
-        return None
-    return next((name for name, sub in model.named_modules() if sub is module and name), None)
-
-
-def _parameters(model) -> tuple[int, int]:
-    import torch
-
-    total = nonzero = 0
-    for p in model.parameters():  # shared (tied) parameters are listed once
-        total += p.numel()
-        nonzero += int(torch.count_nonzero(p.detach()))
-    return total, nonzero
-
-
-def _file_facts(model_dir: str) -> dict[str, Any]:
-    from prunecli.models.folders import megabytes, weight_files
-
-    files = weight_files(model_dir)
-    size = sum(f.stat().st_size for f in files)
-    return {"file_bytes": size, "file_mb": megabytes(size), "weight_files": [f.name for f in files]}
-
-
 # ---- inputs ---------------------------------------------------------------------------------------------
 
-def _random_inputs(model, names: Sequence[str], batch_size: int, sequence_length: int, seed: int):
+def _random_inputs(config, names: Sequence[str], batch_size: int, sequence_length: int, seed: int):
     """Random token ids of the vocabulary, full attention masks, zero token types: int64 numpy feeds."""
     import numpy as np
 
-    vocab = int(getattr(model.config, "vocab_size", 0) or 100)
+    vocab = int(getattr(config, "vocab_size", 0) or 100)
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, size=(batch_size, sequence_length), dtype=np.int64)
     feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
@@ -189,7 +134,7 @@ def _random_inputs(model, names: Sequence[str], batch_size: int, sequence_length
 def _check_length(entry: _Model, sequence_length: int) -> None:
     from prunecli.inference.onnx import max_positions
 
-    positions = max_positions(entry.model.config)
+    positions = max_positions(entry.config)
     if positions is not None and sequence_length > positions:
         raise UserError(f"{entry.given} takes at most {positions} tokens; --sequence_length is {sequence_length}.",
                         hint=f"pass --sequence_length {positions} or less.")
@@ -201,6 +146,11 @@ def _load_tokenizer(entry: _Model):
     from prunecli.inference.onnx import max_positions
     from prunecli.models.loading import quiet_transformers
 
+    if entry.exported is not None:
+        if entry.exported.tokenizer is None:
+            raise CheckpointError(f"{entry.given} has no tokenizer, which real lengths need.",
+                                  hint="leave out the data options (--task_name, --data_dir, --validation_file).")
+        return entry.exported.tokenizer
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(entry.facts["resolved_path"])
@@ -209,7 +159,7 @@ def _load_tokenizer(entry: _Model):
         raise CheckpointError(f"{entry.given} has no usable tokenizer, which real lengths need: {reason}",
                               hint="save the tokenizer with the model, or leave out the data options "
                               "(--task_name, --data_dir, --validation_file).") from None
-    positions = max_positions(entry.model.config)
+    positions = max_positions(entry.config)
     if positions and (tokenizer.model_max_length is None or tokenizer.model_max_length > positions):
         tokenizer.model_max_length = positions
     return tokenizer
@@ -278,7 +228,8 @@ def benchmark_models(
 
     Returns {"schema", "models": [{"path", "label", "architecture", "model_type", "params", "nonzero_params",
     "flops_per_example", "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes",
-    "file_mb", "weight_files", "new_head", "task", "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
+    "file_mb", "weight_files", "new_head", "task", "format": "checkpoint" | "onnx", "precision": "fp32" | "int8" | ...,
+    "onnx": {"exporter", "opset", "max_abs_diff", "seconds"} | None,
     "data": {"split", "examples", "mean_length", "max_length"} | None, "cases": {case: {backend: {"median_ms",
     "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s", "capped", "rounds",
     "speedup"}}}}],
@@ -308,11 +259,15 @@ def benchmark_models(
     load_before = load_average()
     torch.set_num_threads(threads)
     try:
-        entries = _load_models(models, sequence_length, say)
+        entries = _load_models(models, sequence_length, say, threads)
+        if all(e.exported is not None for e in entries) and "onnxruntime" not in chosen:
+            raise UserError(f"{entries[0].given} is an exported ONNX folder, which only onnxruntime runs.",
+                            hint="use --backend onnxruntime or both (onnxruntime installed).")
         cases = [_Case(f"b{b} s{sequence_length}", b, "random", sequence_length) for b in sizes]
         for entry in entries:
             for case in cases:
-                feeds = _random_inputs(entry.model, entry.names, case.batch_size, sequence_length, seed=case.batch_size)
+                feeds = _random_inputs(entry.config, entry.names, case.batch_size, sequence_length,
+                                       seed=case.batch_size)
                 entry.batches[case.name] = [feeds]
         if task is not None:
             data_cfg, task_data = task
@@ -331,20 +286,24 @@ def benchmark_models(
         with tempfile.TemporaryDirectory(prefix="prunecli-benchmark-") as tmp:
             if "onnxruntime" in chosen:
                 for i, entry in enumerate(entries):
-                    _prepare_onnx(entry, Path(tmp) / f"model{i}.onnx", sequence_length, threads, say)
+                    if entry.exported is None:  # an exported folder has its session already
+                        _prepare_onnx(entry, Path(tmp) / f"model{i}.onnx", sequence_length, threads, say)
         for case in cases:
             for backend in chosen:
                 say(f"timing {case.name}, {backend}: {', '.join(e.facts['label'] for e in entries)} "
                     f"in turns ({timing.rounds} rounds)")
-                raw: list[list[dict[str, Any]]] = [[] for _ in entries]
+                timed = [e for e in entries if backend == "onnxruntime" or e.exported is None]  # ONNX files: ORT only
+                raw: list[list[dict[str, Any]]] = [[] for _ in timed]
                 for index in range(timing.rounds):
-                    for entry, taken in zip(entries, raw, strict=True):
+                    for entry, taken in zip(timed, raw, strict=True):
                         taken.append(_measure(entry, case, backend, timing, index))
-                for entry, taken in zip(entries, raw, strict=True):
+                for entry, taken in zip(timed, raw, strict=True):
                     entry.facts["cases"].setdefault(case.name, {})[backend] = summarize(taken)
     finally:
         torch.set_num_threads(previous_threads)
     _add_speedups(entries, cases, chosen)
+    if "pytorch" in chosen and any(e.exported is not None for e in entries):
+        notes.append("exported ONNX folders run only in onnxruntime: their PyTorch cells are empty.")
     if any(e.facts.get("new_head") for e in entries):
         notes.append("some models had no classifier head; a random one was added (fine for timing, not for "
                      "predictions).")
@@ -393,26 +352,44 @@ def _load_data(cfg: DataConfig, examples: int):
     return cfg, load_task_data(cfg, need_train=False)
 
 
-def _load_models(models: Sequence[str | Path], sequence_length: int, say) -> list[_Model]:
+def _load_models(models: Sequence[str | Path], sequence_length: int, say, threads: int | None = None
+                 ) -> list[_Model]:
     from prunecli.inference.onnx import model_input_names
+    from prunecli.inference.runtime import is_exported
     from prunecli.models.loading import load_classifier
 
     entries: list[_Model] = []
     taken: set[str] = set()
     for given in map(str, models):
         say(f"loading {given}")
-        model, facts = load_classifier(given)
         label = _label(given, taken)
         taken.add(label)
+        if is_exported(given):
+            entry = _load_exported(given, sequence_length, threads)
+            entry.facts["label"] = label
+            _check_length(entry, sequence_length)
+            entries.append(entry)
+            continue
+        model, facts = load_classifier(given)
         names = model_input_names(model)
-        entry = _Model(given, model, facts, names)
+        entry = _Model(given, model, facts, names, config=model.config)
         _check_length(entry, sequence_length)
-        params, nonzero = _parameters(model)
-        facts.update({"label": label, "params": params, "nonzero_params": nonzero,
-                      **count_flops(model, names, sequence_length), **_file_facts(facts["resolved_path"]),
-                      "onnx": None, "data": None, "cases": {}})
+        params, nonzero = parameters(model)
+        facts.update({"label": label, "format": "checkpoint", "precision": precision(model), "params": params,
+                      "nonzero_params": nonzero, **count_flops(model, names, sequence_length),
+                      **file_facts(facts["resolved_path"]), "onnx": None, "data": None, "cases": {}})
         entries.append(entry)
     return entries
+
+
+def _load_exported(given: str, sequence_length: int, threads: int | None) -> _Model:
+    """An exported folder: its onnxruntime session and the facts export.json records (no FLOPs: no torch model)."""
+    from prunecli.inference.runtime import load_exported
+
+    exported = load_exported(given, threads=threads)
+    facts = {**exported_facts(exported, given, sequence_length), "onnx": None, "data": None, "cases": {}}
+    return _Model(given, None, facts, exported.input_names, session=exported.session, config=exported.config,
+                  exported=exported)
 
 
 def _prepare_onnx(entry: _Model, path: Path, sequence_length: int, threads: int, say) -> None:
@@ -448,7 +425,7 @@ def _measure(entry: _Model, case: _Case, backend: str, timing: Timing, index: in
             return time_round(lambda feeds: model(**feeds), tensors, share, sizes, share.min_runs)
     session = entry.session
     result = time_round(lambda feeds: session.run(["logits"], feeds), batches, share, sizes, share.min_runs)
-    if index == 0:  # agreement with PyTorch on this case's first batch (not timed)
+    if index == 0 and entry.model is not None:  # agreement with PyTorch on this case's first batch (not timed)
         with torch.inference_mode():
             ref = output_logits(entry.model(**{k: torch.from_numpy(v) for k, v in every[0].items()})).float().numpy()
         got = session.run(["logits"], every[0])[0]
@@ -461,7 +438,9 @@ def _add_speedups(entries: list[_Model], cases: list[_Case], backends: list[str]
     for entry in entries:
         for case in cases:
             for backend in backends:
-                this = entry.facts["cases"][case.name][backend]
+                this = entry.facts["cases"].get(case.name, {}).get(backend)
+                if this is None:  # an exported folder has no PyTorch figures
+                    continue
                 base = first.get(case.name, {}).get(backend)
                 this["speedup"] = base["median_ms"] / this["median_ms"] if base and this["median_ms"] > 0 else None
 

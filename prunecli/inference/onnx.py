@@ -57,7 +57,7 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def _require_exporter() -> None:
+def require_exporter() -> None:
     missing = []
     for name in ("onnx", "onnxscript"):
         try:
@@ -191,7 +191,7 @@ def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int 
     positions); the exported model accepts any length up to the model's positions. Writes only `output_path`
     (plus `<output_path>.data` for models over ~2 GB). Returns the path.
     """
-    _require_exporter()
+    require_exporter()
     import torch
 
     if isinstance(model_dir_or_model, (str, Path)):
@@ -228,6 +228,8 @@ def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int 
                         _export_dynamo(model, names, output, opset, max_length, large)
                     else:
                         _export_torchscript(model, names, output, opset, max_length)
+            except OSError:  # a full disk or a size limit: no other exporter can write the file either
+                raise
             except Exception as err:  # the next exporter or attention may succeed
                 first = _reason(err)
                 errors.append(f"{exporter} exporter ({attn or 'default'} attention): {first}")
@@ -302,7 +304,7 @@ def _write_metadata(path: Path, exporter: str, attn: str | None) -> None:
 def onnx_metadata(path: str | Path) -> dict[str, Any]:
     """What `export_onnx` recorded in a file: exporter (dynamo / torchscript), attention, torch version, the opset,
     the inputs and the output names (without loading the weights)."""
-    _require_exporter()
+    require_exporter()
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)

@@ -59,6 +59,39 @@ def max_positions(config) -> int | None:
     return positions - offset
 
 
+def data_label_ids(config, data: TaskData, path: str, *, training: bool, new_task: bool = False
+                   ) -> dict[str, int] | None:
+    """The label ids a model uses on `data` (None for regression and question-answering data), or a
+    CheckpointError naming `path` when an evaluated model cannot score it (another number of outputs than the
+    data's labels). `new_task`: the model's head is another task's, so its label names are not kept.
+
+    Training: the model's own label ids are kept when its labels are the data's labels, else the data's sorted
+    labels define new ids. Evaluation: the model's named labels rule (unknown data labels are refused when the
+    data is tokenized); a model with only default names (LABEL_0, ...) must have one output per data label.
+    """
+    if data.is_regression:
+        if not training and config.num_labels != 1:
+            raise CheckpointError(f"{path} has {config.num_labels} outputs; this data is a regression task (1 output).",
+                                  hint="evaluate it on classification data, or fine-tune a regression model.")
+        return None
+    from prunecli.tasks import QUESTION_ANSWERING
+
+    if data.task_type == QUESTION_ANSWERING:
+        return None
+    model_labels = None if _is_default_labels(config.label2id) or new_task else dict(config.label2id)
+    labels = list(data.label_list or [])
+    if model_labels is not None and (not training or set(model_labels) == set(labels)):
+        return {str(k): int(v) for k, v in model_labels.items()}
+    if not training and config.num_labels != len(labels):
+        raise CheckpointError(f"{path} has {config.num_labels} outputs and no label names; the data has "
+                              f"{len(labels)} labels ({', '.join(labels)}).",
+                              hint="evaluate it on the data it was fine-tuned on.")
+    if model_labels is not None:
+        logger.warning("the model was trained with labels %s, the data has %s: using the data's labels.",
+                       sorted(model_labels), labels)
+    return {label: i for i, label in enumerate(labels)}
+
+
 def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, training: bool = True):
     """Load a sequence classifier and its tokenizer, with the data's label maps written into the config.
 
@@ -89,29 +122,14 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
                               hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
                                    "or fine-tune a model for this task first.")
     new_task = training and model_type not in (None, task_type)  # another task's head: this task starts a new one
-    model_labels = None if _is_default_labels(config.label2id) or new_task else dict(config.label2id)
+    label2id = data_label_ids(config, data, path, training=training, new_task=new_task)
     if task_type == QUESTION_ANSWERING:  # one start and one end logit per token: no labels
         if model_type != QUESTION_ANSWERING:
             config.num_labels = 2
     elif data.is_regression:
-        if not training and config.num_labels != 1:
-            raise CheckpointError(f"{path} has {config.num_labels} outputs; this data is a regression task (1 output).",
-                                  hint="evaluate it on classification data, or fine-tune a regression model.")
         config.num_labels = 1
         config.problem_type = "regression"
     else:
-        labels = list(data.label_list or [])
-        if model_labels is not None and (not training or set(model_labels) == set(labels)):
-            label2id = {str(k): int(v) for k, v in model_labels.items()}
-        elif not training and config.num_labels != len(labels):
-            raise CheckpointError(f"{path} has {config.num_labels} outputs and no label names; the data has "
-                                  f"{len(labels)} labels ({', '.join(labels)}).",
-                                  hint="evaluate it on the data it was fine-tuned on.")
-        else:
-            if model_labels is not None:
-                logger.warning("the model was trained with labels %s, the data has %s: using the data's labels.",
-                               sorted(model_labels), labels)
-            label2id = {label: i for i, label in enumerate(labels)}
         config.num_labels = len(label2id)
         config.label2id = label2id
         config.id2label = {i: label for label, i in label2id.items()}

@@ -36,7 +36,8 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
 
     `data` (a `prunecli.config.DataConfig`) chooses the examples the logits are compared on; None uses the
     data recorded in the checkpoint's run_args.json, else `check_examples` random token sequences. `onnx`
-    also exports `model.onnx` and checks it with onnxruntime. Returns the report, which is also written as
+    also writes the float32 export of `prunecli export` (model.onnx, checked with onnxruntime) into
+    `output_dir/onnx`. Returns the report, which is also written as
     `output_dir/compact_report.json`.
 
     Raises UserError (exit 2 in the CLI) for what a user can fix: a missing or non-model checkpoint, a
@@ -46,13 +47,14 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
     from prunecli.config import DataConfig
     from prunecli.models.folders import DATA_SOURCE_FIELDS, check_model_folder, resolve_model_path
     from prunecli.models.loading import load_checkpoint_tokenizer, load_classifier
+    from prunecli.pipelines.export import check_output
 
     checkpoint = str(checkpoint)
     if check_examples < 1:
         raise UserError(f"--check_examples must be at least 1 (got {check_examples}).")
     resolved = resolve_model_path(checkpoint)
     check_model_folder(resolved, checkpoint)  # before the output folder, so a wrong argument is named first
-    target = _check_output(output_dir, overwrite, resolved)
+    target = check_output(output_dir, overwrite, resolved, "the compacted model")
     data = data if data is not None else DataConfig()
     model, _ = load_classifier(checkpoint)
     tokenizer = load_checkpoint_tokenizer(checkpoint, required=any(getattr(data, f) for f in DATA_SOURCE_FIELDS))
@@ -62,17 +64,6 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
     inputs, described = check_inputs(checkpoint, tokenizer, model, data, check_examples)
     return compact_and_save(model, tokenizer, target, source=Path(resolved), inputs=inputs, onnx=onnx,
                             checked_on=described)
-
-
-def _check_output(output_dir: str | Path, overwrite: bool, checkpoint: str) -> Path:
-    from prunecli.training import checkpoint as ckpt
-
-    target = Path(output_dir).absolute()
-    if target == Path(checkpoint).absolute():
-        raise UserError("--output_dir is the checkpoint itself; the compacted model goes to a new folder.")
-    checked = ckpt.check_output_dir(str(output_dir), overwrite, None, resumable=False)
-    assert checked is not None
-    return checked
 
 
 def check_inputs(checkpoint: str, tokenizer, model, data, n: int) -> tuple[dict, str]:
@@ -166,10 +157,11 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
                 if source is not None and (source / name).is_file():
                     (staging / name).write_bytes((source / name).read_bytes())
             report["file_mb_after"] = weights_megabytes(staging)
-            if onnx:
-                report["onnx"] = _export(model, staging, inputs)
             (staging / "README.md").write_text(compact_card(report), encoding="utf-8")
             write_json(staging / REPORT_FILE, report)
+            if onnx:  # the float32 export of `prunecli export` of the staged folder (report included), in OUT/onnx
+                report["onnx"] = _export(staging, target)
+                write_json(staging / REPORT_FILE, report)
     except (OSError, SafetensorError) as err:
         # A full disk, a file size limit, a read-only folder: the staging folder is gone, the target untouched.
         raise UserError(f"cannot write the compacted checkpoint to {target}: {_write_failure(err)}; nothing was "
@@ -225,17 +217,12 @@ def _reload(folder: Path, model):
     return auto_model_class(_task_type(model)).from_pretrained(folder, dtype=next(model.parameters()).dtype).eval()
 
 
-def _export(model, folder: Path, inputs: dict) -> dict[str, Any]:
-    from prunecli.inference.onnx import check_onnx, export_onnx
+def _export(staging: Path, target: Path) -> dict[str, Any]:
+    from prunecli.pipelines.export import EXPORT_DIR, export_model
 
-    path = export_onnx(model, folder / "model.onnx")
-    rows = [{k: v[i][inputs["attention_mask"][i].bool()].tolist() for k, v in inputs.items()}
-            for i in range(len(inputs["input_ids"]))]
-    checked = check_onnx(model, path, rows)
-    if not checked["passed"]:
-        raise RuntimeError(f"the ONNX export differs from PyTorch by {checked['max_abs_diff']:.3g}: a bug")
-    return {"file": "model.onnx", "max_abs_diff": checked["max_abs_diff"], "tolerance": checked["tolerance"],
-            "provider": checked.get("provider")}
+    record = export_model(staging, staging / EXPORT_DIR, source_name=str(target))
+    return {"folder": EXPORT_DIR, "file": f"{EXPORT_DIR}/model.onnx", "max_abs_diff":
+            record["checks"]["float32"]["max_abs_diff"], "tolerance": record["checks"]["float32"]["tolerance"]}
 
 
 def _params(model) -> int:

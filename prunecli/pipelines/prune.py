@@ -7,11 +7,12 @@
 2. load the data and the model, build the training loop, which knows the number of optimizer steps;
 3. compute the pruning window from the epoch options and that size, and build the run's recipe once;
 4. train, save a standard checkpoint plus `prune_recipe.json`, `sparsity_report.json` and a model card,
-   and with `compact` a copy without the pruned heads and neurons in OUTPUT_DIR/compact.
+   and with `compact` a copy without the pruned heads and neurons in OUTPUT_DIR/compact; with `export`, the
+   final model (the compacted one when there is one) exported to ONNX in OUTPUT_DIR/onnx (`prunecli export`).
 
 What a person should see (the plan, notes, the sparsity report) goes to `on_event(kind, payload)`; the CLI
 renders it. Kinds: `plan` ({"plan", "excluded_heads"}), `note` (a sentence), `report` (the sparsity report),
-`compact` (the compaction report), `compact_skipped` (why nothing was compacted).
+`compact` (the compaction report), `compact_skipped` (why nothing was compacted), `export` (the export record).
 """
 
 from __future__ import annotations
@@ -107,7 +108,18 @@ def check_prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None
     cfg, from_recipe = apply_training(cfg, recipe.training, explicit)
     check_run(cfg)
     _check_epochs(cfg)
+    if cfg.prune.export:
+        _check_export(cfg)
     return cfg, recipe, from_recipe
+
+
+def _check_export(cfg: RunConfig) -> None:
+    """--export needs a model on disk to export (--output_dir) and the ONNX tools, known before training."""
+    from prunecli.pipelines.export import require_export_tools
+
+    if not cfg.train.output_dir:
+        raise UserError(f"--export {cfg.prune.export} needs --output_dir: the run's model is exported from there.")
+    require_export_tools()
 
 
 def _check_epochs(cfg: RunConfig) -> None:
@@ -212,6 +224,9 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
         show("report", report)
     if prune_cfg.compact and output_dir and is_main:
         results["compact"] = _compact(trainer, Path(output_dir), tokenized, show)
+    if prune_cfg.export and output_dir and is_main:
+        results["export"] = _export(Path(output_dir), prune_cfg.export, compacted=bool(results.get("compact")),
+                                    show=show)
     results["sparsity_report"] = report
     results["steps"] = steps
     return results
@@ -237,6 +252,18 @@ def _compact(trainer, output_dir: Path, tokenized, show: OnEvent) -> dict[str, A
         return None
     show("compact", report)
     return report
+
+
+def _export(output_dir: Path, precision: str, *, compacted: bool, show: OnEvent) -> dict[str, Any]:
+    """`export`: the compacted model (else the pruned one) exported to OUTPUT_DIR/onnx, checked on the run's
+    evaluation data (recorded in the folder's run_args.json)."""
+    from prunecli.pipelines.export import EXPORT_DIR, export_model
+
+    source = output_dir / COMPACT_DIR if compacted else output_dir
+    record = export_model(source, output_dir / EXPORT_DIR, quantize=None if precision == "fp32" else precision,
+                          overwrite=True)
+    show("export", record)
+    return record
 
 
 def _log_event(kind: str, payload: Any) -> None:

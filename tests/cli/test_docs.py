@@ -18,7 +18,7 @@ def test_docs_cli_holds_the_generated_option_tables():
 
 def test_every_command_and_option_default_is_documented():
     generated = options_markdown()
-    for command in ("finetune", "prune", "evaluate", "inspect", "compact", "benchmark", "schema", "demo"):
+    for command in ("finetune", "prune", "evaluate", "inspect", "compact", "export", "benchmark", "schema", "demo"):
         assert f"### `prunecli {command}`" in generated
     from prunecli.config import TrainConfig
 

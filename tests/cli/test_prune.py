@@ -490,7 +490,7 @@ def test_bad_input_stops_before_the_data_or_the_model_is_loaded(workdir, tmp_pat
     assert message in result.output and "no_such_model" not in result.output
 
 
-@pytest.mark.parametrize("command", ["", "finetune", "prune", "evaluate", "inspect", "compact", "benchmark",
+@pytest.mark.parametrize("command", ["", "finetune", "prune", "evaluate", "inspect", "compact", "export", "benchmark",
                                      "schema", "demo"])
 def test_help_shows_every_option_name_whole_at_80_columns(command):
     import typer

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = Timing(warmup=1, min_runs=2, min_time=0.0, max_time=5.0)
 MODEL_KEYS = {"path", "label", "architecture", "model_type", "params", "nonzero_params", "flops_per_example",
               "encoder_flops_per_example", "flops_attention", "flops_sequence_length", "file_bytes", "file_mb",
-              "weight_files", "new_head", "task", "onnx", "data", "cases"}
+              "weight_files", "new_head", "task", "onnx", "data", "cases", "format", "precision"}
 FIGURE_KEYS = {"median_ms", "p90_ms", "mean_ms", "min_ms", "examples_per_s", "runs", "examples", "total_s",
                "capped", "rounds", "speedup"}
 
