@@ -127,7 +127,7 @@ def evaluate_exported(path: str | Path, cfg, *, threads: int | None = None) -> d
     from prunecli.data.tokenize import tokenize_task_data
     from prunecli.inference.onnx import pad_batch
     from prunecli.models.folders import with_recorded_data
-    from prunecli.models.loading import data_label_ids
+    from prunecli.models.loading import check_same_task, data_label_ids
 
     given = str(path)
     deployed = load_exported(given, threads=threads)
@@ -136,6 +136,7 @@ def evaluate_exported(path: str | Path, cfg, *, threads: int | None = None) -> d
                               hint="export the model again from a checkpoint saved with its tokenizer.")
     data_cfg = with_recorded_data(given, cfg.data)
     data = load_task_data(data_cfg, need_train=False, seed=cfg.train.seed)
+    check_same_task(deployed.config, data, given)
     label2id = data_label_ids(deployed.config, data, given, training=False)
     tokenized = tokenize_task_data(data, deployed.tokenizer, data_cfg, label2id)
     names = deployed.input_names
@@ -143,6 +144,10 @@ def evaluate_exported(path: str | Path, cfg, *, threads: int | None = None) -> d
     batch_size = cfg.train.per_device_eval_batch_size
     metrics: dict[str, float] = {}
     for split, ds in tokenized.eval_splits.items():
+        if data.task_type != "classification":
+            scores = _token_task_scores(deployed, tokenized, split, data_cfg, pad_id, batch_size)
+            metrics.update({f"{name}{metric_suffix(split)}": value for name, value in scores.items()})
+            continue
         columns = [c for c in (*names, "labels") if c in ds.column_names]
         table = ds.select_columns(columns)[:]
         predictions = []
@@ -157,6 +162,42 @@ def evaluate_exported(path: str | Path, cfg, *, threads: int | None = None) -> d
     return {"checkpoint": given, "task_name": data.task_name, "data": data.source,
             "num_examples": {name: len(ds) for name, ds in data.eval_splits.items()}, "metrics": metrics,
             "runtime": "onnxruntime", "precision": deployed.precision}
+
+
+def _token_task_scores(deployed: ExportedModel, tokenized, split: str, data_cfg, pad_id: int,
+                       batch_size: int) -> dict[str, float]:
+    """The task metric of a question-answering or token-classification split scored through onnxruntime, with
+    the same post-processing the training loop uses (`prunecli.tasks.qa.score_split`: windows -> answers ->
+    EM/F1; `prunecli.tasks.ner.score_split`: first sub-tokens -> tags -> seqeval)."""
+    from prunecli.data.examples import EXAMPLE_ID
+    from prunecli.inference.onnx import pad_batch
+
+    ds = tokenized.eval_splits[split]
+    names = deployed.input_names
+    qa = tokenized.task.task_type == "question_answering"
+    table = ds[:]
+    outputs: dict[int, Any] = {}
+    for start in range(0, len(ds), batch_size):
+        index = range(start, min(start + batch_size, len(ds)))
+        rows = [{c: table[c][i] for c in names if c in table} for i in index]
+        logits = deployed.logits(pad_batch(rows, names, pad_id))
+        for row, i in zip(logits, index, strict=True):
+            length = len(table["input_ids"][i])
+            outputs[int(table[EXAMPLE_ID][i])] = row[:length]
+    raw = tokenized.task.eval_splits[split]
+    if qa:  # logits [tokens, 2]: start and end, stacked by the export
+        from prunecli.tasks.qa import score_split
+
+        examples, offsets = tokenized.eval_windows[split]
+        order = range(len(examples))  # a window's example_id is its index
+        return score_split(raw, examples, offsets, [outputs[i][:, 0] for i in order],
+                           [outputs[i][:, 1] for i in order], data_cfg)
+    from prunecli.tasks.ner import score_split
+
+    labels = {int(table[EXAMPLE_ID][i]): table["labels"][i] for i in range(len(ds))}
+    order = raw[EXAMPLE_ID]  # a sentence's example_id is its row's
+    id2label = {int(k): v for k, v in deployed.config.id2label.items()}
+    return score_split(raw, [outputs[i].argmax(axis=-1) for i in order], [labels[i] for i in order], id2label)
 
 
 def describe_export(path: str | Path) -> dict[str, Any]:

@@ -92,6 +92,19 @@ def data_label_ids(config, data: TaskData, path: str, *, training: bool, new_tas
     return {label: i for i, label in enumerate(labels)}
 
 
+def check_same_task(config, data: TaskData, path: str) -> None:
+    """A CheckpointError naming `path` when the model (its config's architecture) is for another task type than
+    `data` (a question-answering model scored on NER data, say)."""
+    from prunecli.tasks import DESCRIPTIONS, model_task_type
+
+    model_type = model_task_type(config)
+    if model_type is not None and model_type != data.task_type:
+        raise CheckpointError(f"{path} is a model for {DESCRIPTIONS[model_type]}; this data is for "
+                              f"{DESCRIPTIONS[data.task_type]}.",
+                              hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
+                                   "or fine-tune a model for this task first.")
+
+
 def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, training: bool = True):
     """Load a sequence classifier and its tokenizer, with the data's label maps written into the config.
 
@@ -103,7 +116,7 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from prunecli.tasks import DESCRIPTIONS, QUESTION_ANSWERING, auto_model_class, model_task_type
+    from prunecli.tasks import QUESTION_ANSWERING, auto_model_class, model_task_type
 
     tc = cfg.train
     resolved = resolve_model_path(path)
@@ -116,11 +129,8 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
 
     task_type = data.task_type
     model_type = model_task_type(config)
-    if not training and model_type is not None and model_type != task_type:
-        raise CheckpointError(f"{path} is a model for {DESCRIPTIONS[model_type]}; this data is for "
-                              f"{DESCRIPTIONS[task_type]}.",
-                              hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
-                                   "or fine-tune a model for this task first.")
+    if not training:
+        check_same_task(config, data, path)
     new_task = training and model_type not in (None, task_type)  # another task's head: this task starts a new one
     label2id = data_label_ids(config, data, path, training=training, new_task=new_task)
     if task_type == QUESTION_ANSWERING:  # one start and one end logit per token: no labels

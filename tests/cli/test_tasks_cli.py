@@ -244,3 +244,22 @@ def test_qa_prune_with_distillation_resumes_to_the_same_weights(qa_run):
     a = load_file(folder / "resume_full" / "model.safetensors")
     b = load_file(folder / "resume_again" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+@pytest.mark.parametrize("run_name", ["qa_run", "ner_run"])
+def test_an_exported_qa_or_ner_model_scores_as_its_checkpoint(run_name, request, tmp_path):
+    """The float32 ONNX file of a QA or NER model, scored through onnxruntime with the task's own
+    post-processing (windows -> answers; first sub-tokens -> entities), gives the checkpoint's metrics."""
+    run = request.getfixturevalue(run_name)
+    with pytest.MonkeyPatch.context() as env:
+        _offline(env, run["folder"])
+        result = cli("export", run["dense"], "--output_dir", tmp_path / "onnx")
+        assert result.exit_code == 0, result.output
+        exported = cli("evaluate", tmp_path / "onnx", "--json")
+        checkpoint = cli("evaluate", run["dense"], "--json")
+    assert exported.exit_code == 0 and checkpoint.exit_code == 0, exported.output + checkpoint.output
+    ours, theirs = json.loads(exported.stdout)["metrics"], json.loads(checkpoint.stdout)["metrics"]
+    shared = [k for k in theirs if k in ours and not k.endswith(("loss", "runtime", "per_second"))]
+    assert any(k.endswith(("f1", "exact_match")) for k in shared), (ours, theirs)
+    for key in shared:
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
