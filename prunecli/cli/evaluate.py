@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 from typing import Annotated, Any
@@ -33,50 +32,16 @@ def command(
 
 
 def run(checkpoint: str, cfg: RunConfig, as_json: bool = False) -> dict[str, Any]:
-    """Score a checkpoint on the evaluation split(s); print a rich table or, with as_json, JSON on stdout.
-
-    Returns {"checkpoint", "task_name", "data", "num_examples", "metrics"}. An exported folder (`prunecli export`)
-    is scored through onnxruntime (`prunecli.inference.runtime.evaluate_exported`): the file that is shipped.
-    """
-    from prunecli.inference.runtime import is_exported
-
-    if is_exported(checkpoint):
-        from prunecli.inference.runtime import evaluate_exported
-        from prunecli.training.progress import setup_logging
-
-        setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level, True)
-        result = evaluate_exported(checkpoint, cfg)
-        show(result, as_json)
-        return result
-    from transformers import set_seed
-
-    from prunecli.data.sources import load_task_data
-    from prunecli.data.tokenize import tokenize_task_data
-    from prunecli.models.folders import with_recorded_data
-    from prunecli.models.loading import load_model_and_tokenizer
+    """`prunecli.pipelines.evaluate.evaluate`, then a rich table or, with as_json, JSON on stdout (once, from
+    the main process)."""
+    from prunecli.pipelines.evaluate import evaluate
     from prunecli.training.progress import setup_logging
     from prunecli.training.setup import partial_state
-    from prunecli.training.trainer import Trainer
 
-    state = partial_state()
-    setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level,
-                  state.is_main_process)
-    cfg.data = with_recorded_data(checkpoint, cfg.data)
-    with state.main_process_first():
-        data = load_task_data(cfg.data, need_train=False, seed=cfg.train.seed)
-    set_seed(cfg.train.seed)
-    model, tokenizer = load_model_and_tokenizer(checkpoint, data, cfg, training=False)
-    with state.main_process_first():
-        tokenized = tokenize_task_data(data, tokenizer, cfg.data, None if data.is_regression else model.config.label2id)
-    # Evaluation writes nothing: no output folder, trackers or checkpoints, whatever the config says.
-    eval_train = dataclasses.replace(cfg.train, output_dir=None, report_to=None, checkpointing_steps=None)
-    trainer = Trainer(RunConfig(data=cfg.data, train=eval_train), model, tokenizer, tokenized)
-    metrics = trainer.evaluate()
-    result = {
-        "checkpoint": checkpoint, "task_name": data.task_name, "data": data.source,
-        "num_examples": {name: len(ds) for name, ds in data.eval_splits.items()}, "metrics": metrics,
-    }
-    if trainer.is_main_process:
+    main = partial_state().is_main_process
+    setup_logging("warning" if as_json and cfg.train.log_level == "info" else cfg.train.log_level, main)
+    result = evaluate(checkpoint, cfg)
+    if main:
         show(result, as_json)
     return result
 

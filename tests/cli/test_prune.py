@@ -519,6 +519,10 @@ def test_the_prune_pipeline_runs_as_documented_with_no_cli_module_imported(workd
     names = {"sst2_dir": str(workdir / "SST-2"), "dense_dir": str(workdir / "dense"),
              "sparse_dir": str(tmp_path / "from_python")}
     code = "".join(f"{k} = {v!r}\n" for k, v in names.items()) + example + (
+        "from prunecli.config import DataConfig, RunConfig, TrainConfig\n"
+        "from prunecli.pipelines.evaluate import evaluate\n"
+        "scored = evaluate(sparse_dir, RunConfig(data=DataConfig(), train=TrainConfig()))\n"
+        "print('scored', sorted(scored['metrics'])[0], scored['num_examples'])\n"
         "import json, sys\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('prunecli.cli'))))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=600,
@@ -526,7 +530,8 @@ def test_the_prune_pipeline_runs_as_documented_with_no_cli_module_imported(workd
     assert done.returncode == 0, done.stderr
     *printed, cli_modules = done.stdout.strip().splitlines()
     assert json.loads(cli_modules) == []
-    assert printed == ["plan", "sparsity 0.50"]
+    assert printed[:2] == ["plan", "sparsity 0.50"]
+    assert printed[-1].startswith("scored ") and "'validation': " in printed[-1], printed  # on the recorded data
     out = tmp_path / "from_python"
     assert {"model.safetensors", "prune_recipe.json", "sparsity_report.json", "README.md"} <= {
         p.name for p in out.iterdir()}
