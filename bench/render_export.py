@@ -12,6 +12,7 @@ CASES = ("b32 s128", "b1 s128")
 INT8_GAIN_GOAL = 1.7  # issue 30: INT8 on top of compaction, onnxruntime, b32 x 128
 SIZE_GOAL = 0.25  # the compacted INT8 file at most a quarter of the dense float32 checkpoint
 EXPORT_SECONDS_GOAL = 30.0  # `prunecli export --quantize int8` of a MiniLM-L6 checkpoint, whole process
+BEGIN, END = "<!-- deploy:begin (bench/render_results.py --readme) -->", "<!-- deploy:end -->"
 
 
 def _read(results_dir: Path) -> dict | None:
@@ -73,3 +74,21 @@ def goal_lines(results_dir: Path) -> list[tuple[str, str, bool | None]]:
     goals.append((f"`prunecli export --quantize int8` < {EXPORT_SECONDS_GOAL:g} s, whole process (dense)",
                   f"{seconds:.1f} s", seconds < EXPORT_SECONDS_GOAL))
     return goals
+
+
+def readme_block(results_dir: Path) -> str:
+    """README.md's deployment table: accuracy through onnxruntime, size and speed-ups of the four files."""
+    record = _read(results_dir)
+    if record is None:
+        return "\n".join([BEGIN, "Not measured yet: `bench/bench_export.py` (see BENCHMARKS.md).", END])
+    cases = [c for c in CASES if c in record["summary"]["cases"]]
+    dense = record["exports"]["dense fp32"].get("metrics", {}).get("accuracy")
+    head = ["file", "accuracy", "vs dense", "MB", *(f"speed-up {c.replace(' s', ' x ')}" for c in cases)]
+    lines = [BEGIN, "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, entry in record["exports"].items():
+        accuracy = entry.get("metrics", {}).get("accuracy")
+        change = "" if name == "dense fp32" or None in (accuracy, dense) else f"{accuracy / dense - 1:+.2%}"
+        lines.append("| " + " | ".join([
+            name, f"{accuracy:.4f}" if accuracy is not None else "—", change, f"{entry['file_mb']:.1f}",
+            *(f"{record['summary']['cases'][c][name]['speedup_vs_dense_fp32']:.2f}x" for c in cases)]) + " |")
+    return "\n".join([*lines, END])

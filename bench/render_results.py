@@ -52,8 +52,8 @@ def load_results(results_dir: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError) as err:
             print(f"skipping {path}: {err}", file=sys.stderr)
             continue
-        if not isinstance(record, dict) or "schema" not in record:
-            continue  # another script's output (e.g. bench_inspect.py), not a run record
+        if not isinstance(record, dict) or record.get("schema") not in (None, SCHEMA) or "schema" not in record:
+            continue  # another script's output (bench_inspect.py, bench_export.py), not a run record
         problems = validate(record)
         if problems:
             print(f"skipping {path}: {'; '.join(problems)}", file=sys.stderr)
@@ -736,7 +736,8 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
         for begin, end, block in ((summary.BEGIN, summary.END, summary.readme_block(records)),
                                   (summary.DEMO_BEGIN, summary.DEMO_END, summary.demo_block(Path(results_dir))),
                                   (render_compact.BEGIN, render_compact.END,
-                                   render_compact.readme_block(records, Path(results_dir)))):
+                                   render_compact.readme_block(records, Path(results_dir))),
+                                  (render_export.BEGIN, render_export.END, render_export.readme_block(Path(results_dir)))):
             after = summary.replace_block(after, begin, end, block)
         if after != before:
             Path(readme).write_text(after, encoding="utf-8")
