@@ -737,7 +737,8 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
                                   (summary.DEMO_BEGIN, summary.DEMO_END, summary.demo_block(Path(results_dir))),
                                   (render_compact.BEGIN, render_compact.END,
                                    render_compact.readme_block(records, Path(results_dir))),
-                                  (render_export.BEGIN, render_export.END, render_export.readme_block(Path(results_dir)))):
+                                  (render_export.BEGIN, render_export.END,
+                                   render_export.readme_block(Path(results_dir)))):
             after = summary.replace_block(after, begin, end, block)
         if after != before:
             Path(readme).write_text(after, encoding="utf-8")
