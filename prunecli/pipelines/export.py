@@ -185,6 +185,7 @@ def _stage(model, tokenizer, staging: Path, *, source: Path, rows, checked_on: s
     from prunecli.models.folders import weight_files
     from prunecli.pipelines.compact import REPORT_FILE, write_json
     from prunecli.report.card import export_card
+    from prunecli.tasks import output_logits
     from prunecli.training.checkpoint import EVAL_RESULTS, RUN_ARGS
 
     started = time.perf_counter()
@@ -205,9 +206,9 @@ def _stage(model, tokenizer, staging: Path, *, source: Path, rows, checked_on: s
         shutil.rmtree(float_dir)
         pad_id = getattr(model.config, "pad_token_id", None) or 0
 
-        def reference(feeds):
+        def reference(feeds):  # any task's logits (question answering: start and end stacked, as exported)
             with torch.inference_mode():
-                return model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.float().numpy()
+                return output_logits(model(**{k: torch.from_numpy(v) for k, v in feeds.items()})).float().numpy()
 
         checks["int8"] = compare_logits(reference, make_session(staging / ONNX_FILE), rows, pad_id=pad_id)
     model.config.save_pretrained(staging)

@@ -263,3 +263,17 @@ def test_an_exported_qa_or_ner_model_scores_as_its_checkpoint(run_name, request,
     assert any(k.endswith(("f1", "exact_match")) for k in shared), (ours, theirs)
     for key in shared:
         assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize("run_name", ["qa_run", "ner_run"])
+def test_an_int8_export_of_a_qa_or_ner_model_is_checked_and_scores(run_name, request, tmp_path):
+    run = request.getfixturevalue(run_name)
+    with pytest.MonkeyPatch.context() as env:
+        _offline(env, run["folder"])
+        result = cli("export", run["dense"], "--output_dir", tmp_path / "int8", "--quantize", "int8")
+        assert result.exit_code == 0, result.output
+        scored = cli("evaluate", tmp_path / "int8", "--json")
+    assert scored.exit_code == 0, scored.output
+    record = json.loads((tmp_path / "int8" / "export.json").read_text())
+    assert record["precision"] == "int8" and record["checks"]["int8"]["max_abs_diff"] >= 0
+    assert "f1" in json.loads(scored.stdout)["metrics"]
