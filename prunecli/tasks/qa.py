@@ -296,10 +296,13 @@ def best_answers(contexts: Sequence[str], feature_examples: Sequence[int], featu
 # ---- metric ------------------------------------------------------------------------------------------------------
 
 
+_PUNCTUATION = frozenset(string.punctuation)
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD v1.1's normalisation: lower case, punctuation removed, articles a/an/the removed, single spaces."""
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 

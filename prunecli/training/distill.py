@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from prunecli.config import DISTILL_TYPES, HIDDEN_LAYERS, DistillConfig
 from prunecli.errors import UserError
+from prunecli.tasks import output_logits
 
 
 def masked_mse(student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -224,7 +225,7 @@ class Distiller:
             all_layers = self.cfg.distill_hidden_layers == "all"
             if self.uses_logits:
                 result = self.teacher(**inputs, output_hidden_states=self.uses_hidden)
-                out["logits"] = self._logits(result)
+                out["logits"] = output_logits(result)
                 hidden_states = result.hidden_states
             elif self.uses_hidden:
                 # hidden states only: the encoder alone (no pooler or classifier, no intermediate states for `last`)
@@ -275,13 +276,6 @@ class Distiller:
     # -- loss -------------------------------------------------------------------------------------------
     _map: list[tuple[int, int]] | None = None
 
-    def _logits(self, outputs: Any) -> torch.Tensor:
-        """A model's logits: [B, C] (classification), [B, L, C] (token classification), [B, L, 2] (question
-        answering: start and end)."""
-        if self.task_type == "question_answering":
-            return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)
-        return outputs.logits
-
     def logits_kl(self, batch: dict[str, torch.Tensor], student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """KL of the teacher's and student's softened distributions: over labels per example (classification), over
         labels per labelled token (token classification: padding and later sub-tokens left out), over the real
@@ -318,7 +312,7 @@ class Distiller:
         target = self.teacher_outputs(batch)
         parts = {"label_loss": float(label_loss.detach())}
         if self.uses_logits:
-            student_logits = self._logits(outputs)
+            student_logits = output_logits(outputs)
             kl = self.logits_kl(batch, student_logits, target["logits"].to(student_logits.dtype))
             loss = cfg.distill_alpha * cfg.distill_loss_weight * kl
             if cfg.distill_alpha < 1.0:
