@@ -138,11 +138,12 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
     before = _logits(model, inputs)
     compact_model(model, plan)
     difference = _check(before, _logits(model, inputs), tolerance, "compaction changed the logits")
+    task = _task_type(model)
     report = {"source": str(source) if source is not None else None, "plan": plan.summary(),
               "heads_removed": plan.heads_removed, "neurons_removed": plan.neurons_removed,
               "params_before": params_before, "params_after": _params(model),
-              "model_type": model.config.model_type, "task": _task_type(model),
-              "auto_class": AUTO_CLASSES[_task_type(model)], "max_logit_difference": difference,
+              "model_type": model.config.model_type, "task": task,
+              "auto_class": AUTO_CLASSES[task], "max_logit_difference": difference,
               "tolerance": tolerance, "file_mb_before": weights_megabytes(source)}
     if checked_on:
         report["checked_on"] = checked_on
