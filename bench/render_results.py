@@ -52,7 +52,7 @@ def load_results(results_dir: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError) as err:
             print(f"skipping {path}: {err}", file=sys.stderr)
             continue
-        if not isinstance(record, dict) or record.get("schema") not in (None, SCHEMA) or "schema" not in record:
+        if not isinstance(record, dict) or record.get("schema", "") != SCHEMA:
             continue  # another script's output (bench_inspect.py, bench_export.py), not a run record
         problems = validate(record)
         if problems:
