@@ -55,6 +55,10 @@ def compact_checkpoint(checkpoint: str | Path, output_dir: str | Path, *, overwr
     resolved = resolve_model_path(checkpoint)
     check_model_folder(resolved, checkpoint)  # before the output folder, so a wrong argument is named first
     target = check_output(output_dir, overwrite, resolved, "the compacted model")
+    if onnx:  # before the compaction, as `prune --export` checks it before training
+        from prunecli.pipelines.export import require_export_tools
+
+        require_export_tools()
     data = data if data is not None else DataConfig()
     model, _ = load_classifier(checkpoint)
     tokenizer = load_checkpoint_tokenizer(checkpoint, required=any(getattr(data, f) for f in DATA_SOURCE_FIELDS))
@@ -161,7 +165,7 @@ def compact_and_save(model, tokenizer, target: Path, *, source: Path | None, inp
             (staging / "README.md").write_text(compact_card(report), encoding="utf-8")
             write_json(staging / REPORT_FILE, report)
             if onnx:  # the float32 export of `prunecli export` of the staged folder (report included), in OUT/onnx
-                report["onnx"] = _export(staging, target)
+                report["onnx"] = _export(model, tokenizer, staging, target, inputs, checked_on)
                 write_json(staging / REPORT_FILE, report)
     except (OSError, SafetensorError) as err:
         # A full disk, a file size limit, a read-only folder: the staging folder is gone, the target untouched.
@@ -218,10 +222,17 @@ def _reload(folder: Path, model):
     return auto_model_class(_task_type(model)).from_pretrained(folder, dtype=next(model.parameters()).dtype).eval()
 
 
-def _export(staging: Path, target: Path) -> dict[str, Any]:
-    from prunecli.pipelines.export import EXPORT_DIR, export_model
+def _export(model, tokenizer, staging: Path, target: Path, inputs: dict, checked_on: str | None) -> dict[str, Any]:
+    """The float32 export of the compacted model in memory into the staged OUT/onnx, checked on the examples the
+    compaction was checked on; inside compact's own staging folder, so one write and one failure message cover
+    both."""
+    from prunecli.pipelines.export import EXPORT_DIR, rows_of, stage_export
 
-    record = export_model(staging, staging / EXPORT_DIR, source_name=str(target))
+    folder = staging / EXPORT_DIR
+    folder.mkdir()
+    record = stage_export(model, tokenizer, folder, source=staging, rows=rows_of(inputs),
+                          checked_on=checked_on or f"{len(inputs['input_ids'])} examples", quantize=None,
+                          source_name=str(target))
     return {"folder": EXPORT_DIR, "file": f"{EXPORT_DIR}/model.onnx", "max_abs_diff":
             record["checks"]["float32"]["max_abs_diff"], "tolerance": record["checks"]["float32"]["tolerance"]}
 

@@ -165,7 +165,7 @@ def write_export(model, tokenizer, target: Path, *, source: Path, rows: list[dic
     target = Path(target)
     try:
         with ckpt.atomic_directory(target) as staging, quiet_transformers():
-            record = _stage(model, tokenizer, staging, source=source, rows=rows, checked_on=checked_on,
+            record = stage_export(model, tokenizer, staging, source=source, rows=rows, checked_on=checked_on,
                             quantize=quantize, source_name=source_name or str(source))
     except OSError as err:
         # A full disk, a file size limit, a read-only folder: the staging folder is gone, the target untouched.
@@ -174,7 +174,7 @@ def write_export(model, tokenizer, target: Path, *, source: Path, rows: list[dic
     return record
 
 
-def _stage(model, tokenizer, staging: Path, *, source: Path, rows, checked_on: str, quantize: str | None,
+def stage_export(model, tokenizer, staging: Path, *, source: Path, rows, checked_on: str, quantize: str | None,
            source_name: str) -> dict[str, Any]:
     import torch
 
