@@ -86,10 +86,6 @@ def tokenize_task_data(data: TaskData, tokenizer, cfg: DataConfig, label2id: Map
         return tokenize_qa(data, tokenizer, cfg)
     if not data.is_regression and not label2id:
         raise ValueError("classification data needs a label2id mapping")
-    if data.task_type == "token_classification":
-        from prunecli.tasks.ner import tokenize_ner
-
-        return tokenize_ner(data, tokenizer, cfg, dict(label2id))
     max_length = cfg.max_length
     limit = getattr(tokenizer, "model_max_length", None)
     if limit is not None and 0 < limit < max_length:
@@ -97,6 +93,11 @@ def tokenize_task_data(data: TaskData, tokenizer, cfg: DataConfig, label2id: Map
         max_length = int(limit)
     if max_length < 1:
         raise DataError(f"--max_length must be positive (got {cfg.max_length}).")
+    if data.task_type == "token_classification":
+        from prunecli.tasks.ner import tokenize_ner
+
+        return tokenize_ner(data, tokenizer, dict(label2id), max_length=max_length,
+                            label_all_tokens=cfg.label_all_tokens)
     settings = {
         "version": CACHE_VERSION, "tokenizer": tokenizer_fingerprint(tokenizer), "max_length": max_length,
         "padding": "max_length" if cfg.pad_to_max_length else "dynamic", "text_columns": list(data.text_columns),

@@ -281,9 +281,10 @@ def entity_scores(predictions: Sequence[Sequence[str]], references: Sequence[Seq
 # ---- a task's model inputs ---------------------------------------------------------------------------------------
 
 
-def tokenize_ner(data, tokenizer, cfg, label2id: dict[str, int]):
-    """Model inputs of every split of a token-classification TaskData (`TokenizedData`); a tag the model does not
-    know is a DataError naming the file."""
+def tokenize_ner(data, tokenizer, label2id: dict[str, int], *, max_length: int, label_all_tokens: bool = False):
+    """Model inputs of every split of a token-classification TaskData (`TokenizedData`), cut at `max_length`
+    tokens (already lowered to the tokenizer's limit); a tag the model does not know is a DataError naming the
+    file."""
     from prunecli.data.examples import EXAMPLE_ID, TokenizedData
 
     splits = ({"train": data.train} if data.train is not None else {}) | data.eval_splits
@@ -293,13 +294,13 @@ def tokenize_ner(data, tokenizer, cfg, label2id: dict[str, int]):
         if unknown:
             raise DataError(f"{data.split_sources.get(split, split)}: tags the model does not know: "
                             f"{', '.join(unknown[:5])}.", hint=f"the model's tags are {', '.join(label2id)}.")
-        all_tokens = cfg.label_all_tokens and split == "train"
-        out[split] = ds.map(lambda b, a=all_tokens: {**tokenize_sentences(b, tokenizer, label2id, cfg.max_length,
+        all_tokens = label_all_tokens and split == "train"
+        out[split] = ds.map(lambda b, a=all_tokens: {**tokenize_sentences(b, tokenizer, label2id, max_length,
                                                                             label_all_tokens=a),
                                                      EXAMPLE_ID: b[EXAMPLE_ID]},
                             batched=True, remove_columns=ds.column_names, keep_in_memory=True)
     return TokenizedData(task=data, train=out.pop("train", None), eval_splits=out, label2id=dict(label2id),
-                         max_length=cfg.max_length)
+                         max_length=max_length)
 
 
 def score_split(ds, token_predictions, token_labels, id2label: dict[int, str]) -> dict[str, float]:

@@ -110,3 +110,24 @@ def test_class_ids_instead_of_tag_names_are_refused_with_a_hint(tmp_path):
     with pytest.raises(DataError, match=r"hub\.jsonl, line 1: tag '3'") as err:
         ner.read_conll(path)
     assert "not class ids" in err.value.hint
+
+
+def test_a_max_length_above_the_tokenizer_limit_is_lowered_for_ner_too(tmp_path, caplog):
+    from transformers import BertTokenizerFast
+
+    from prunecli.config import DataConfig
+    from prunecli.data.sources import load_task_data
+    from prunecli.data.tokenize import tokenize_task_data
+    from tests.task_data import write_conll_folder
+
+    folder = write_conll_folder(tmp_path / "conll", n_train=8, n_dev=4)
+    cfg = DataConfig(task_name="conll2003", data_dir=str(folder), max_length=4096)
+    data = load_task_data(cfg, need_train=False)
+    words = sorted({w for ds in data.eval_splits.values() for s in ds["tokens"] for w in s})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tokenizer = BertTokenizerFast(vocab=vocab, model_max_length=6)
+    label2id = {label: i for i, label in enumerate(data.label_list)}
+    with caplog.at_level("WARNING", logger="prunecli"):
+        tokenized = tokenize_task_data(data, tokenizer, cfg, label2id)
+    assert tokenized.max_length == 6 and "above this tokenizer's limit" in caplog.text
+    assert max(len(ids) for ds in tokenized.eval_splits.values() for ids in ds["input_ids"]) <= 6
