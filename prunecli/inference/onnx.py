@@ -6,11 +6,13 @@ the model's forward takes it, `token_type_ids`, all int64 of shape (batch, seque
 and one output `logits` of shape (batch, num_labels).
 
 Exporter: torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`, torch.export + onnxscript; torch
-2.13's default, opset 20) with the model's own attention implementation (sdpa for BERT-like models: it exports
-cleanly here, as does eager; the graph has the same plain MatMul/Softmax either way). Only if that fails is
-it retried with eager attention, and then with the TorchScript exporter (`dynamo=False`). The one used is
-logged and written into the file's metadata (`prunecli.exporter`, `prunecli.attn_implementation`), read back
-by `onnx_metadata(path)`.
+2.13's default, opset 20) with eager attention (the model's own `_attn_implementation` is set back after).
+Eager attention gives the plain MatMul, Add (mask) and Softmax graph; sdpa's export adds a boolean mask with
+`Where` and a NaN guard (`IsNaN`, `Where`) on every attention score tensor, which onnxruntime runs as separate
+passes: 12-20% of a compacted MiniLM's CPU time (bench/NOTES.md, "Eager attention in the export"). If the
+eager export fails it is retried with the model's own attention, then with the TorchScript exporter
+(`dynamo=False`). The one used is logged and written into the file's metadata (`prunecli.exporter`,
+`prunecli.attn_implementation`), read back by `onnx_metadata(path)`.
 
 `check_onnx(model, path, examples)` runs the file in onnxruntime (CPUExecutionProvider) on batches built from
 real tokenized examples (several batch sizes, two sequence lengths, padded rows) and compares with the PyTorch
@@ -214,9 +216,9 @@ def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int 
     large = _weight_bytes(model) > _EXTERNAL_DATA_BYTES
     was_training, original_attn = model.training, _attn_implementation(model)
     model.eval()
-    attempts: list[tuple[str, str | None]] = [("dynamo", original_attn)]
+    attempts: list[tuple[str, str | None]] = [("dynamo", "eager")]
     if original_attn != "eager":
-        attempts.append(("dynamo", "eager"))
+        attempts.append(("dynamo", original_attn))
     attempts.append(("torchscript", "eager"))
     errors: list[str] = []
     try:
