@@ -143,8 +143,7 @@ def _check_length(entry: _Model, sequence_length: int) -> None:
 def _load_tokenizer(entry: _Model):
     from transformers import AutoTokenizer
 
-    from prunecli.inference.onnx import max_positions
-    from prunecli.models.loading import quiet_transformers
+    from prunecli.models.loading import clamp_to_positions, quiet_transformers
 
     if entry.exported is not None:
         if entry.exported.tokenizer is None:
@@ -159,9 +158,7 @@ def _load_tokenizer(entry: _Model):
         raise CheckpointError(f"{entry.given} has no usable tokenizer, which real lengths need: {reason}",
                               hint="save the tokenizer with the model, or leave out the data options "
                               "(--task_name, --data_dir, --validation_file).") from None
-    positions = max_positions(entry.config)
-    if positions and (tokenizer.model_max_length is None or tokenizer.model_max_length > positions):
-        tokenizer.model_max_length = positions
+    clamp_to_positions(tokenizer, entry.config)
     return tokenizer
 
 

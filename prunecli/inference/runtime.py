@@ -79,7 +79,7 @@ class ExportedModel:
 def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedModel:
     """Open a deployment folder for inference (CPU, `threads` intra-op threads; default onnxruntime's)."""
     from prunecli.inference.onnx import make_session
-    from prunecli.models.loading import load_checkpoint_tokenizer, max_positions, quiet_transformers
+    from prunecli.models.loading import clamp_to_positions, load_checkpoint_tokenizer, quiet_transformers
 
     folder = Path(path)
     if not is_exported(folder):
@@ -104,10 +104,7 @@ def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedMo
         raise CheckpointError(f"cannot read {folder / 'config.json'}: {reason}",
                               hint="export the model again.") from None
     tokenizer = load_checkpoint_tokenizer(str(folder), required=False)
-    positions = max_positions(config)
-    if tokenizer is not None and positions and (tokenizer.model_max_length is None
-                                                or tokenizer.model_max_length > positions):
-        tokenizer.model_max_length = positions  # never feed more tokens than the model has positions
+    clamp_to_positions(tokenizer, config)
     return ExportedModel(folder, session, tokenizer, config, record)
 
 

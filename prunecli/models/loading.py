@@ -59,6 +59,15 @@ def max_positions(config) -> int | None:
     return positions - offset
 
 
+def clamp_to_positions(tokenizer, config) -> None:
+    """Lower `tokenizer.model_max_length` to the tokens the model of `config` can take (its position
+    embeddings): never feed more tokens than the model has positions. A tokenizer of None is left alone."""
+    positions = max_positions(config)
+    if tokenizer is not None and positions and (tokenizer.model_max_length is None
+                                                or tokenizer.model_max_length > positions):
+        tokenizer.model_max_length = positions
+
+
 def data_label_ids(config, data: TaskData, path: str, *, training: bool, new_task: bool = False
                    ) -> dict[str, int] | None:
     """The label ids a model uses on `data` (None for regression and question-answering data), or a
@@ -166,9 +175,7 @@ def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, train
     except Exception as err:
         raise load_error(path, "its tokenizer", err) from None
 
-    positions = max_positions(model.config)
-    if positions and (tokenizer.model_max_length is None or tokenizer.model_max_length > positions):
-        tokenizer.model_max_length = positions  # never feed more tokens than the model has positions
+    clamp_to_positions(tokenizer, model.config)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:  # GPT-style tokenizers
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:

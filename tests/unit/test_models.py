@@ -74,3 +74,21 @@ def test_import_prunecli_stays_torch_free_and_the_models_room_is_lazy():
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_tokenizer_length_is_clamped_to_the_models_positions():
+    """One clamp for the checkpoint, benchmark and exported-folder loaders: never more tokens than positions
+    (RoBERTa's two reserved positions taken off); a shorter limit and a missing tokenizer are left alone."""
+    from types import SimpleNamespace
+
+    from prunecli.models.loading import clamp_to_positions
+
+    bert = SimpleNamespace(max_position_embeddings=512, model_type="bert")
+    roberta = SimpleNamespace(max_position_embeddings=514, model_type="roberta")
+    unbounded = SimpleNamespace(model_type="bert")
+    for config, limit, expected in ((bert, int(1e30), 512), (roberta, int(1e30), 512), (bert, None, 512),
+                                    (bert, 128, 128), (unbounded, 1000, 1000)):
+        tokenizer = SimpleNamespace(model_max_length=limit)
+        clamp_to_positions(tokenizer, config)
+        assert tokenizer.model_max_length == expected, (config, limit)
+    clamp_to_positions(None, bert)  # no tokenizer: nothing to do
