@@ -10,6 +10,7 @@ Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,19 +110,21 @@ def auto_model_class(task_type: str):
     return getattr(transformers, AUTO_CLASSES[task_type])
 
 
-def _split_files(cfg: DataConfig, need_train: bool, find, what: str) -> tuple[Path | None, Path]:
-    """(training file or None, evaluation file) from --data_dir or --train_file / --validation_file."""
+def _split_files(cfg: DataConfig, need_train: bool, names: tuple[Sequence[str], Sequence[str]],
+                 what: str) -> tuple[Path | None, Path]:
+    """(training file or None, evaluation file) from --data_dir (the first of `names` = (training file names,
+    evaluation file names) found in it) or --train_file / --validation_file."""
     if cfg.data_dir:
         folder = Path(cfg.data_dir)
         if not folder.is_dir():
             raise DataError(f"--data_dir {folder} is not a folder.")
-        train, dev = find(folder)
+        train, dev = (next((folder / n for n in group if (folder / n).is_file()), None) for group in names)
         if need_train and train is None:
             raise DataError(f"--data_dir {folder} has no training file for {what}.",
-                            hint=f"expected one of: {', '.join(find.train_names)}.")
+                            hint=f"expected one of: {', '.join(names[0])}.")
         if dev is None:
             raise DataError(f"--data_dir {folder} has no evaluation file for {what}.",
-                            hint=f"expected one of: {', '.join(find.dev_names)}.")
+                            hint=f"expected one of: {', '.join(names[1])}.")
         return (train if need_train else None), dev
     if need_train and not cfg.train_file:
         raise DataError(f"training on {what} needs --train_file or --data_dir.")
@@ -138,7 +141,7 @@ def load_qa_task(cfg: DataConfig, need_train: bool) -> TaskData:
     name = (named_task(cfg.task_name) or ("squad", QUESTION_ANSWERING))[0]
     if not (cfg.data_dir or cfg.train_file or cfg.validation_file):
         return _qa_hub(need_train)
-    train_path, dev_path = _split_files(cfg, need_train, qa.find_squad_files, "question answering")
+    train_path, dev_path = _split_files(cfg, need_train, (qa.TRAIN_NAMES, qa.DEV_NAMES), "question answering")
     train = qa.rows_dataset(qa.read_squad(train_path)) if train_path else None
     dev = qa.rows_dataset(qa.read_squad(dev_path))
     sources = {"validation": str(dev_path)} | ({"train": str(train_path)} if train_path else {})
@@ -179,7 +182,7 @@ def load_ner_task(cfg: DataConfig, need_train: bool) -> TaskData:
         raise DataError(f"--task_name {cfg.task_name} needs local data.",
                         hint="--data_dir DIR holding train.txt and dev.txt (CoNLL format), or --train_file and "
                              "--validation_file.")
-    train_path, dev_path = _split_files(cfg, need_train, ner.find_conll_files, "token classification")
+    train_path, dev_path = _split_files(cfg, need_train, (ner.TRAIN_NAMES, ner.DEV_NAMES), "token classification")
     train = ner.read_conll(train_path) if train_path else None
     dev = ner.read_conll(dev_path)
     labels = ner.label_list(train[1] if train else dev[1])

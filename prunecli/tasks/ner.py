@@ -201,16 +201,6 @@ def sentences_dataset(tokens: list[list[str]], tags: list[list[str]]):
                              features=features)
 
 
-def find_conll_files(data_dir: Path) -> tuple[Path | None, Path | None]:
-    def first(names: Sequence[str]) -> Path | None:
-        return next((data_dir / n for n in names if (data_dir / n).is_file()), None)
-
-    return first(TRAIN_NAMES), first(DEV_NAMES)
-
-
-find_conll_files.train_names, find_conll_files.dev_names = TRAIN_NAMES, DEV_NAMES  # type: ignore[attr-defined]
-
-
 # ---- pre-processing -----------------------------------------------------------------------------------------------
 
 

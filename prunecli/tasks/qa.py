@@ -176,17 +176,6 @@ def rows_dataset(rows: list[dict[str, Any]]):
     return Dataset.from_dict({**columns, "example_id": list(range(len(rows)))}, features=features)
 
 
-def find_squad_files(data_dir: Path) -> tuple[Path | None, Path | None]:
-    """(training file, dev file) in a SQuAD folder, by the names TRAIN_NAMES and DEV_NAMES."""
-    def first(names: Sequence[str]) -> Path | None:
-        return next((data_dir / n for n in names if (data_dir / n).is_file()), None)
-
-    return first(TRAIN_NAMES), first(DEV_NAMES)
-
-
-find_squad_files.train_names, find_squad_files.dev_names = TRAIN_NAMES, DEV_NAMES  # type: ignore[attr-defined]
-
-
 # ---- pre-processing -------------------------------------------------------------------------------------------
 
 
