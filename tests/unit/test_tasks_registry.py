@@ -58,3 +58,29 @@ def test_the_registry_imports_no_torch():
     code = "import prunecli.tasks, sys; print('torch' in sys.modules, 'transformers' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_data_folder_is_read_by_the_tasks_file_names_and_a_missing_file_is_named(tmp_path):
+    import pytest
+
+    from prunecli.errors import DataError
+    from prunecli.tasks import load_ner_task, load_qa_task, ner, qa
+
+    squad, conll = tmp_path / "squad", tmp_path / "conll"
+    squad.mkdir(), conll.mkdir()
+    write_squad(squad / "dev-v1.1.json", 3)
+    write_conll(conll / "valid.txt", ner_sentences(3))  # the second of the dev names
+    qa_data = load_qa_task(DataConfig(task_name="squad", data_dir=str(squad)), need_train=False)
+    ner_data = load_ner_task(DataConfig(task_name="conll2003", data_dir=str(conll)), need_train=False)
+    assert [len(d) for d in qa_data.eval_splits.values()] == [3] and qa_data.train is None
+    assert [len(d) for d in ner_data.eval_splits.values()] == [3]
+    assert str(conll / "valid.txt") in ner_data.split_sources.values()
+    for load, folder, names in ((load_qa_task, squad, qa.TRAIN_NAMES), (load_ner_task, conll, ner.TRAIN_NAMES)):
+        with pytest.raises(DataError) as caught:
+            load(DataConfig(data_dir=str(folder)), need_train=True)
+        assert f"{folder} has no training file" in str(caught.value)
+        assert ", ".join(names) in caught.value.hint
+    (squad / "dev-v1.1.json").unlink()
+    with pytest.raises(DataError, match="has no evaluation file for question answering") as caught:
+        load_qa_task(DataConfig(data_dir=str(squad)), need_train=False)
+    assert "dev-v1.1.json, dev.json" in caught.value.hint
