@@ -37,7 +37,7 @@ from prunecli.report.arrays import as_array, count_zeros, dtype_name, is_float, 
 from prunecli.report.load import RECIPE_FILE, load_recipe_file, load_tensors
 from prunecli.structure import UNIT_PATTERNS, is_task_head, zero_lines
 
-SCHEMA_VERSION = 2  # 2: the `units` section (heads and neurons per layer)
+SCHEMA_VERSION = 3  # 2: the `units` section (heads and neurons per layer); 3: the optional `task`
 PRUNED_MIN_SPARSITY = 0.01
 NM_GROUP = 4  # N:M conformance is measured on groups of 4 consecutive input weights ...
 NM_KEEP = 2  # ... holding at most 2 non-zeros (2:4)

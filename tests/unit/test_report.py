@@ -441,7 +441,7 @@ def test_report_json_round_trip_and_schema(tmp_path):
     [
         (lambda r: r.pop("model"), "missing 'model'"),
         (lambda r: r.update(extra=1), "unexpected key 'extra'"),
-        (lambda r: r.update(schema_version=1), "expected 2"),
+        (lambda r: r.update(schema_version=1), "expected 3"),
         (lambda r: r["units"]["layers"][0].update(unit="row") if r["units"] else r.update(units=3), "units"),
         (lambda r: r["layers"][0].update(zeros="12"), r"layers\[0\].zeros"),
         (lambda r: r["layers"][0].update(sparsity=1.5), "out of range"),
