@@ -184,14 +184,15 @@ def _weight_bytes(model) -> int:
 # ---- export ---------------------------------------------------------------------------------------------
 
 def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int | None = None,
-                max_length: int = 128) -> Path:
+                max_length: int = 128, attention: str = "eager") -> Path:
     """Export a sequence classifier (a checkpoint folder, an alias, or a loaded model) to one ONNX file.
 
     Dynamic `batch` and `sequence` axes on every input; output `logits`. Export runs in eval mode on CPU (a
     model elsewhere is copied to the CPU; the caller's model is left as it was). `opset`: the ONNX opset (default:
     the exporter's, 20 for dynamo). `max_length`: the sequence length of the tracing inputs (capped by the model's
-    positions); the exported model accepts any length up to the model's positions. Writes only `output_path`
-    (plus `<output_path>.data` for models over ~2 GB). Returns the path.
+    positions); the exported model accepts any length up to the model's positions. `attention`: the attention
+    implementation the dynamo exporter tries first ("eager", see the module docstring; "sdpa" to compare).
+    Writes only `output_path` (plus `<output_path>.data` for models over ~2 GB). Returns the path.
     """
     require_exporter()
     import torch
@@ -216,8 +217,8 @@ def export_onnx(model_dir_or_model: Any, output_path: str | Path, *, opset: int 
     large = _weight_bytes(model) > _EXTERNAL_DATA_BYTES
     was_training, original_attn = model.training, _attn_implementation(model)
     model.eval()
-    attempts: list[tuple[str, str | None]] = [("dynamo", "eager")]
-    if original_attn != "eager":
+    attempts: list[tuple[str, str | None]] = [("dynamo", attention)]
+    if original_attn != attention:
         attempts.append(("dynamo", original_attn))
     attempts.append(("torchscript", "eager"))
     errors: list[str] = []
