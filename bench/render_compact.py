@@ -102,7 +102,9 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
         dense = [dense_by[(task, s)]["metrics"]["accuracy"] for s in seeds if (task, s) in dense_by]
         dense_acc = statistics.fmean(dense) if len(dense) == len(seeds) else None
         labels = [curve_label(r) for r in runs]
-        int8 = _int8_figures(speed.get("tasks", {}).get(task, {}), timed, labels, dense_acc)
+        dense_of = {curve_label(r): dense_by[(task, r["seed"])]["metrics"]["accuracy"] for r in runs
+                    if (task, r["seed"]) in dense_by}
+        int8 = _int8_figures(speed.get("tasks", {}).get(task, {}), timed, labels, dense_of)
         ratios, speeds = [], {b: [] for b in BACKENDS}
         for label in labels:
             model = timed.get(label)
@@ -123,17 +125,20 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
     return rows
 
 
-def _int8_figures(task_speed: dict, timed: dict, labels: list[str], dense_acc: float | None) -> dict | None:
+def _int8_figures(task_speed: dict, timed: dict, labels: list[str], dense_of: dict[str, float]) -> dict | None:
     """The INT8 files of a group's compacted models (`bench_compact.py --curve --int8`): mean accuracy over the
-    seeds that have one (through onnxruntime), its change against dense, and the median onnxruntime speed-up
-    against the dense model of the same run. None when none was exported."""
+    seeds that have one (through onnxruntime), its change against the dense models of those same seeds
+    (`dense_of`: compacted label -> its seed's dense accuracy), and the median onnxruntime speed-up against the
+    dense model of the same run. None when none was exported."""
     exported = task_speed.get("int8", {})
-    scored = [exported[label]["metrics"]["accuracy"] for label in labels if label in exported]
+    scored = [label for label in labels if label in exported]
     speeds = [timed[label + INT8_SUFFIX]["cases"][CASE]["onnxruntime"]["speedup"] for label in labels
               if CASE in timed.get(label + INT8_SUFFIX, {}).get("cases", {})]
     if not scored:
         return None
-    accuracy = statistics.fmean(scored)
+    accuracy = statistics.fmean(exported[label]["metrics"]["accuracy"] for label in scored)
+    dense = [dense_of[label] for label in scored if label in dense_of]
+    dense_acc = statistics.fmean(dense) if len(dense) == len(scored) else None
     return {"accuracy": accuracy, "seeds": len(scored), "speedup": statistics.median(speeds) if speeds else None,
             "drop": None if dense_acc is None else (accuracy - dense_acc) / dense_acc}
 

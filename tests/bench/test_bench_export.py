@@ -142,3 +142,24 @@ def test_curve_int8_exports_scores_and_times_each_compacted_model_and_renders_th
     goals = {g[0]: g[1:] for g in render_compact.goal_lines(records, root / "results")}
     assert goals["MRPC: INT8 file at >= 5x (onnxruntime, b32 x 128, vs dense fp32) within 1% of dense"] == (
         "5.40x at -0.93% (2 seeds)", True)
+
+
+def test_curve_int8_change_is_against_the_dense_models_of_the_seeds_that_have_an_int8_file(tmp_path):
+    """INT8 exported for one of three seeds: its change is against that seed's dense model, not the mean of all."""
+    from bench import render_compact
+
+    dense = {42: 0.80, 43: 0.83, 44: 0.84}
+    records = [_run("dense", "dense", s, acc) for s, acc in dense.items()]
+    records += [_run("prune", "hn70", s, 0.80) for s in dense]
+    label = render_compact.curve_label(records[-2])  # seed 43
+    model = {"encoder_flops_per_example": 50.0, "cases": {"b32 s128": {"onnxruntime": {"speedup": 5.0}}}}
+    base = {"encoder_flops_per_example": 100.0, "cases": {"b32 s128": {"onnxruntime": {"speedup": 1.0}}}}
+    speed = {"tasks": {"mrpc": {"labels": ["dense", label + render_compact.INT8_SUFFIX],
+                                "benchmark": {"models": [base, model]},
+                                "int8": {label: {"metrics": {"accuracy": 0.81}}}}}}
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / render_compact.CURVE_FILE).write_text(json.dumps(speed))
+    (row,) = render_compact.curve_rows(records, tmp_path)
+    assert row["drop"] == pytest.approx(0.80 / 0.82333333 - 1)  # the fp32 runs: all three seeds
+    assert row["int8"]["seeds"] == 1 and row["int8"]["speedup"] == 5.0
+    assert row["int8"]["drop"] == pytest.approx(0.81 / 0.83 - 1)  # seed 43's dense only
