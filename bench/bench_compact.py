@@ -132,12 +132,13 @@ def export_int8(compacted: Path, out: Path) -> dict:
 
 
 def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH,
-          tasks: list[str] | None = None, int8: bool = False) -> int:
+          tasks: list[str] | None = None, int8: bool = False, skip_missing: bool = False) -> int:
     """Time every compacted model of a GLUE profile against its task's dense model (seed 42's, else the first
     seed's), one `prunecli benchmark` run per task; writes bench/results/PROFILE/compact_curve_speed.json.
     With `tasks`, only those are timed again; the other tasks' timings in the file are kept. With `int8`, each
     compacted model on disk is also exported to INT8 (`export_int8`), scored, and timed in the same run (its
-    label ends in INT8_SUFFIX; onnxruntime only)."""
+    label ends in INT8_SUFFIX; onnxruntime only). A compacted model neither on disk nor timed earlier stops the
+    run, unless `skip_missing`: then it is left out (named on stdout; the table shows it as not timed)."""
     from render_compact import CURVE_FILE, INT8_SUFFIX, curve_label
 
     results = root / "results" / profile
@@ -155,8 +156,11 @@ def curve(profile: str, min_time: float, threads: int | None, root: Path = BENCH
                                                      strict=True)} if earlier else {}
         present = [r for r in runs if (root.parent / r["compact"]["path"]).is_dir()]
         missing = [curve_label(r) for r in runs if r not in present and curve_label(r) not in kept]
+        if missing and not skip_missing:
+            raise SystemExit(f"{task}: compacted models {missing} are neither on disk nor timed earlier "
+                             "(--skip_missing leaves them out)")
         if missing:
-            raise SystemExit(f"{task}: compacted models {missing} are neither on disk nor timed earlier")
+            print(f"{task}: left out, neither on disk nor timed earlier: {', '.join(missing)}")
         seeds = sorted({r["seed"] for r in present}) or [42]
         dense = root / "work" / "runs" / profile / task / f"s{42 if 42 in seeds else seeds[0]}" / "dense"
         folders = [str(dense)] + [str(root.parent / r["compact"]["path"]) for r in present]
@@ -200,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=None, help="--curve: time only these tasks (comma-separated) again")
     parser.add_argument("--int8", action="store_true",
                         help="--curve: also export each compacted model to INT8, score it and time it (onnxruntime)")
+    parser.add_argument("--skip_missing", action="store_true",
+                        help="--curve: leave out compacted models neither on disk nor timed earlier")
     args = parser.parse_args(argv)
     if args.curve:
         return curve(args.curve, args.min_time, args.threads, Path(args.root),
-                     args.tasks.split(",") if args.tasks else None, int8=args.int8)
+                     args.tasks.split(",") if args.tasks else None, int8=args.int8, skip_missing=args.skip_missing)
     built = build(Path(args.work))
     folders = [built["dense"]["path"]] + [built[name]["compacted"] for name in VARIANTS]
     load_before = os.getloadavg()

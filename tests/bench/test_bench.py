@@ -381,6 +381,10 @@ def test_curve_keeps_earlier_timings_of_models_no_longer_on_disk(tmp_path, monke
     (root / "results" / "full" / render_compact.CURVE_FILE).unlink()  # nothing earlier: a missing model is an error
     with pytest.raises(SystemExit, match="neither on disk nor timed earlier"):
         bench_compact.curve("full", 1.0, None, root, tasks=["mrpc"])
+    # --skip_missing: the model on disk is timed, the other left out of the speed file (rendered as not timed)
+    assert bench_compact.curve("full", 1.0, None, root, tasks=["mrpc"], skip_missing=True) == 0
+    task = json.loads((root / "results" / "full" / render_compact.CURVE_FILE).read_text())["tasks"]["mrpc"]
+    assert task["labels"] == ["dense", "mrpc-hn70-prunecli-s43"] and "timed_in_an_earlier_run" not in task
 
 def test_render_markdown_labels_quick_and_never_invents(tmp_path):
     for i, record in enumerate(SAMPLE):
