@@ -28,6 +28,9 @@ def method(tool: str) -> str:
 FLOOR = 0.9  # the goal: measured speed-up >= 0.9 x the encoder-FLOP ratio
 DROP_GOAL = -0.01  # within 1% relative accuracy of the dense model
 SPEED_GOAL = 2.0
+#: Re-runs of `full` profile settings whose checkpoints are kept to be exported (`run_glue_bench.py --profile
+#: deploy`), with their INT8 files timed by `bench_compact.py --curve deploy --int8`: the deployed curve.
+DEPLOY_PROFILE = "deploy"
 INT8_SPEED_GOAL = 5.0  # issue 30: a deployed INT8 file at >= 5x (onnxruntime, b32 x 128) within 1% of dense
 
 
@@ -205,8 +208,9 @@ def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, b
         measured = (f"{best['speedup'].get('pytorch', 0):.2f}x at {best['drop']:+.2%} "
                     f"({len(best['seeds'])} seed{'s' if len(best['seeds']) > 1 else ''})")
         goals.append((title, measured, bool(fast) and best["drop"] >= DROP_GOAL))
+    rows_deployed = rows_of_curve + curve_rows(records, results_dir, DEPLOY_PROFILE)
     for task in TASKS:
-        deployed = [r for r in rows_of_curve if r["task"] == task and r["int8"] and r["int8"]["speedup"] is not None
+        deployed = [r for r in rows_deployed if r["task"] == task and r["int8"] and r["int8"]["speedup"] is not None
                     and r["int8"]["drop"] is not None]
         if not deployed:
             continue
@@ -237,7 +241,21 @@ def section(records: list[dict], results_dir: Path) -> list[str]:
              "sizes, compacted (`--compact`); accuracy of the compacted model on GLUE dev, speed-ups measured "
              "afterwards with the machine to itself (`bench/bench_compact.py --curve full`).", "",
              *curve_table(records, results_dir), ""]
-    for r in curve_rows(records, results_dir):
+    lines += _per_seed_lines(curve_rows(records, results_dir))
+    deployed = curve_rows(records, results_dir, DEPLOY_PROFILE)
+    if deployed:
+        lines += ["", "The deployed files, float32 and INT8 side by side (profile `deploy`: the `full` profile's "
+                  "settings re-run to keep the checkpoints, each compacted model exported with `prunecli export "
+                  "--quantize int8`, scored with `prunecli evaluate` on the file and timed in onnxruntime against "
+                  "the dense float32 model of the same run: `bench/bench_compact.py --curve deploy --int8`). "
+                  "INT8 accuracy is compared with the dense models of the seeds that have an INT8 file.", "",
+                  *curve_table(records, results_dir, DEPLOY_PROFILE), "", *_per_seed_lines(deployed)]
+    return lines + [""]
+
+
+def _per_seed_lines(rows: list[dict]) -> list[str]:
+    lines = []
+    for r in rows:
         per_seed = ", ".join(f"s{s} {a:.4f}" for s, a in sorted(r["per_seed"].items()))
         lines.append(f"- {TASKS.get(r['task'], r['task'])} {r['pattern']} ({r['tool']}): {per_seed}")
-    return lines + [""]
+    return lines

@@ -454,10 +454,11 @@ def _profile_goals(records: list[dict], profile: str) -> list[str]:
 
 def goals(records: list[dict]) -> list[str]:
     """Where prunecli stands against the issue's goals: the full runs, then any other non-smoke profile
-    (short runs, labelled as such); quick and hold-out profiles never count."""
+    (short runs, labelled as such); quick and hold-out profiles never count, and the deploy profile's goals
+    are the compaction section's (render_compact.goal_lines)."""
     out = ["Full runs (the reference's sizes):", ""] + _profile_goals(records, "full")
-    others = sorted({r["profile"] for r in records
-                     if r["profile"] != "full" and not r.get("quick") and not r.get("holdout")})
+    others = sorted({r["profile"] for r in records if r["profile"] not in ("full", render_compact.DEPLOY_PROFILE)
+                     and not r.get("quick") and not r.get("holdout")})
     for profile in others:
         out += ["", f"Short runs, profile `{profile}` (fewer epochs than the reference; see its section):", ""]
         out += _profile_goals(records, profile)

@@ -163,3 +163,27 @@ def test_curve_int8_change_is_against_the_dense_models_of_the_seeds_that_have_an
     assert row["drop"] == pytest.approx(0.80 / 0.82333333 - 1)  # the fp32 runs: all three seeds
     assert row["int8"]["seeds"] == 1 and row["int8"]["speedup"] == 5.0
     assert row["int8"]["drop"] == pytest.approx(0.81 / 0.83 - 1)  # seed 43's dense only
+
+
+def test_the_deploy_profile_renders_its_own_curve_and_counts_for_the_int8_goal(tmp_path):
+    """Runs re-trained under profile `deploy` (checkpoints kept) with INT8 files: their own table in the
+    compaction section, and the INT8 goal read from them; the `full` curve is left as it was."""
+    from bench import render_compact
+
+    records = [dict(_run("dense", "dense", 43, 0.82), profile="deploy"),
+               dict(_run("prune", "hn70", 43, 0.81), profile="deploy")]
+    label = render_compact.curve_label(records[1])
+    model = {"encoder_flops_per_example": 40.0, "cases": {"b32 s128": {"onnxruntime": {"speedup": 3.2}}}}
+    int8 = {"encoder_flops_per_example": 40.0, "cases": {"b32 s128": {"onnxruntime": {"speedup": 5.3}}}}
+    base = {"encoder_flops_per_example": 100.0, "cases": {"b32 s128": {"onnxruntime": {"speedup": 1.0}}}}
+    speed = {"tasks": {"mrpc": {"labels": ["dense", label, label + render_compact.INT8_SUFFIX],
+                                "benchmark": {"models": [base, model, int8]},
+                                "int8": {label: {"metrics": {"accuracy": 0.815}}}}}}
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / render_compact.CURVE_FILE).write_text(json.dumps(speed))
+    assert render_compact.curve_rows(records, tmp_path) == []  # not the full profile's
+    text = "\n".join(render_compact.section(records, tmp_path))
+    assert "profile `deploy`" in text and "| 0.8100, 1 seed | -1.22% | 5.30x | 0.8150, 1 seed | -0.61% |" in text
+    goals = {g[0]: g[1:] for g in render_compact.goal_lines(records, tmp_path)}
+    assert goals["MRPC: INT8 file at >= 5x (onnxruntime, b32 x 128, vs dense fp32) within 1% of dense"] == (
+        "5.30x at -0.61% (1 seed)", True)
