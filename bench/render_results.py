@@ -486,22 +486,26 @@ def _rel_results(path: str) -> str:
 
 
 def facts(records: list[dict]) -> list[str]:
-    r = max(records, key=lambda x: x.get("recorded_at", ""))
-    v = r.get("versions") or {}
+    """The machines (CPU, cores, memory to the GiB) and each tool's environment as its latest record has it."""
+    ordered = sorted(records, key=lambda x: x.get("recorded_at", ""))
     machines: dict[str, int] = {}  # the results were taken on more than one machine over the sessions
-    for record in sorted(records, key=lambda x: x.get("recorded_at", "")):
+    for record in ordered:
         m = record.get("machine") or {}
-        name = f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, {m.get('memory_gib', '?')} GiB"
+        memory = m.get("memory_gib")
+        name = (f"{m.get('cpu', '?')}, {m.get('cpu_count', '?')} cores, "
+                f"{f'{memory:.0f}' if isinstance(memory, (int, float)) else '?'} GiB")
         machines[name] = machines.get(name, 0) + 1
     listed = "; ".join(f"{name} ({count} result(s))" for name, count in machines.items())
     lines = [f"- Machine{'s' if len(machines) > 1 else ''}: {listed}; every comparison is within one run, on one "
              "machine (shared with other work while measuring: see `loadavg_*` and `machine` in the JSONs)"]
-    if v.get("prunecli_env"):
-        e = v["prunecli_env"]
+    latest = {key: (r.get("versions") or {})[key] for r in ordered for key in ("prunecli_env", "inc_env")
+              if (r.get("versions") or {}).get(key)}
+    if "prunecli_env" in latest:
+        e = latest["prunecli_env"]
         lines.append(f"- prunecli environment: prunecli {e.get('prunecli')} ({e.get('git', '?')}), torch "
                      f"{e.get('torch')}, transformers {e.get('transformers')}, numpy {e.get('numpy')}")
-    if v.get("inc_env"):
-        e = v["inc_env"]
+    if "inc_env" in latest:
+        e = latest["inc_env"]
         lines.append(f"- INC environment (`bench/.venv-inc`): neural-compressor {e.get('neural_compressor')}, torch "
                      f"{e.get('torch')}, transformers {e.get('transformers')}, numpy {e.get('numpy')}")
     return lines

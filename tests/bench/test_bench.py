@@ -580,3 +580,20 @@ def test_the_committed_benchmarks_are_the_rendered_ones_and_short():
     assert (results / "README.md").read_text(encoding="utf-8") == render_results.render_runs(records), hint
     assert len(committed.encode("utf-8")) <= 40_000
     assert committed.startswith("# Benchmarks\n\n## Summary: every goal\n")
+
+
+def test_setup_lists_machines_to_the_gib_and_each_environment_from_its_latest_record():
+    """A newer run without INC does not hide the INC environment; 23.5 and 23.6 GiB are one machine kind."""
+    def rec(when, cpu, gib, versions):
+        return {"recorded_at": when, "machine": {"cpu": cpu, "cpu_count": 2, "memory_gib": gib},
+                "versions": versions}
+
+    inc = {"neural_compressor": "2.6", "torch": "2.13.0+cpu", "transformers": "5.23.0", "numpy": "1.26.4"}
+    lines = render_results.facts([
+        rec("2026-12-01", "AMD EPYC", 23.5, {"prunecli_env": {"git": "old"}, "inc_env": inc}),
+        rec("2026-12-06", "Intel Xeon", 23.6, {"prunecli_env": {"git": "new"}}),
+        rec("2026-12-02", "Intel Xeon", 23.5, {"prunecli_env": {"git": "mid"}}),
+    ])
+    assert lines[0].startswith("- Machines: AMD EPYC, 2 cores, 24 GiB (1 result(s)); Intel Xeon, 2 cores, 24 GiB "
+                               "(2 result(s));")
+    assert "(new)" in lines[1] and lines[2].startswith("- INC environment (`bench/.venv-inc`): neural-compressor 2.6")
