@@ -18,10 +18,11 @@ from collections import defaultdict
 from pathlib import Path
 
 try:
-    from bench import render_compact, render_export, summary
+    from bench import render_compact, render_export, run_task_bench, summary
 except ImportError:  # run as a script: bench/ is the script's own folder
     import render_compact  # type: ignore[no-redef]
     import render_export  # type: ignore[no-redef]
+    import run_task_bench  # type: ignore[no-redef]
     import summary  # type: ignore[no-redef]
 
 SCHEMA = "prunecli-bench/1"
@@ -700,11 +701,27 @@ def render_markdown(records: list[dict], results_dir: str | Path | None = None,
     if results_dir:
         lines += render_compact.section(records, Path(results_dir))
         lines += render_export.section(Path(results_dir))
+        lines += tasks_section(Path(results_dir))
     lines += ["## Goals per profile", "", *goals(records), ""]
     lines += ["## Every run", "", f"The tables of every run, profile by profile and task by task (each seed, INC "
               f"beside prunecli, the methods, batching and cost figures, the commands): [{runs_link}]({runs_link}).",
               ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def tasks_section(results_dir: Path) -> list[str]:
+    """Question answering and NER (`bench/run_task_bench.py --collect`, bench/results/tasks/PROFILE.json): F1
+    against dense per profile, the goals of issue 31, the compacted model's speed-up. Nothing when none ran."""
+    files = sorted((Path(results_dir) / "tasks").glob("*.json"))
+    if not files:
+        return []
+    collected = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    intro = ("all-MiniLM-L6-v2 fine-tuned, then pruned with logit distillation from it; each profile names its "
+             "data sizes (`bench/run_task_bench.py --profile P --print` gives every command). F1 is SQuAD's for "
+             "question answering, seqeval's entity F1 for CoNLL; speed-ups of the compacted model at the task's "
+             "shape (batch 32 x 384 for SQuAD, 32 x 128 for CoNLL).")
+    return ["## Other tasks: question answering and NER", "", intro, "",
+            *run_task_bench.render(collected).rstrip("\n").split("\n"), ""]
 
 
 def render_runs(records: list[dict]) -> str:

@@ -80,3 +80,20 @@ def test_render_compares_with_dense_checks_goals_and_shows_inc_rows():
     assert "-12.50%" in rows["4x1"] and "| no |" in rows["4x1"]
     assert "| within 2%, 2x | yes | 2.40x | 2.20x |" in rows["units"]
     assert "| BERT-mini | 4x1, 80% | 0.7662 | 0.7617 |" in lines
+
+
+def test_benchmarks_md_gains_the_tasks_section_from_collected_profiles(tmp_path):
+    """render_results.tasks_section: nothing without bench/results/tasks, else run_task_bench's table with the
+    measured F1 and its change against dense."""
+    import json
+
+    from bench import render_results
+
+    assert render_results.tasks_section(tmp_path) == []
+    (tmp_path / "tasks").mkdir()
+    collected = {"profile": "conll-full", "task": "conll2003", "runs": {
+        "dense": {"metrics": {"f1": 0.9090}}, "2:4": {"metrics": {"f1": 0.9000}}}}
+    (tmp_path / "tasks" / "conll-full.json").write_text(json.dumps(collected))
+    text = "\n".join(render_results.tasks_section(tmp_path))
+    assert text.startswith("## Other tasks: question answering and NER")
+    assert "| conll-full | 2:4 |  | 0.9000 | -0.99% | within 1% | yes |" in text
