@@ -102,11 +102,10 @@ def curve_rows(records: list[dict], results_dir: Path, profile: str = "full") ->
     for (task, pattern, tool), runs in sorted(groups.items()):
         seeds = sorted(r["seed"] for r in runs)
         acc = statistics.fmean(r["metrics"]["accuracy"] for r in runs)
-        dense = [dense_by[(task, s)]["metrics"]["accuracy"] for s in seeds if (task, s) in dense_by]
-        dense_acc = statistics.fmean(dense) if len(dense) == len(seeds) else None
         labels = [curve_label(r) for r in runs]
         dense_of = {curve_label(r): dense_by[(task, r["seed"])]["metrics"]["accuracy"] for r in runs
-                    if (task, r["seed"]) in dense_by}
+                    if (task, r["seed"]) in dense_by}  # each compacted run's own seed's dense model
+        dense_acc = statistics.fmean(dense_of.values()) if len(dense_of) == len(runs) else None
         int8 = _int8_figures(speed.get("tasks", {}).get(task, {}), timed, labels, dense_of)
         ratios, speeds = [], {b: [] for b in BACKENDS}
         for label in labels:

@@ -721,7 +721,7 @@ def tasks_section(results_dir: Path) -> list[str]:
              "question answering, seqeval's entity F1 for CoNLL; speed-ups of the compacted model at the task's "
              "shape (batch 32 x 384 for SQuAD, 32 x 128 for CoNLL).")
     return ["## Other tasks: question answering and NER", "", intro, "",
-            *run_task_bench.render(collected).rstrip("\n").split("\n"), ""]
+            *run_task_bench.render(collected).splitlines(), ""]
 
 
 def render_runs(records: list[dict]) -> str:
