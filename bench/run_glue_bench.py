@@ -831,8 +831,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = resolve_plan(args, model=args.model or default_model())
     if args.background:
         return detach(argv, plan.profile)
-    # one lock per profile and task: runs of one profile on different tasks may go side by side
-    locks = [WORK / f"{plan.profile}-{ts.task}.lock" for ts in plan.tasks]
+    # one lock per profile, task and seed: each seed has its own work folder and result files, so runs of one
+    # profile on different tasks or seeds may go side by side (one per core)
+    locks = [WORK / f"{plan.profile}-{ts.task}-s{seed}.lock" for ts in plan.tasks for seed in plan.seeds]
     WORK.mkdir(parents=True, exist_ok=True)
     for lock in locks if not args.dry_run else []:
         if lock.exists():
