@@ -12,6 +12,12 @@ distillation from it), `units` (heads + neurons, `recipes/heads_neurons.json`, t
     python bench/run_task_bench.py --profile squad-cpu-8k --collect         # bench/results/tasks/<profile>.json
     python bench/run_task_bench.py --profile squad-cpu-8k --render          # markdown tables, INC's rows
 
+Settings are screened on held-out training data, never on dev: `--holdout 0.1` holds a tenth of the training
+sentences (CoNLL) or articles (SQuAD) out as the dev set, under the profile `<name>-holdout0.1`, and a pruned
+run takes levers after `+` (`LEVERS`: `2:4+hidden+long`, `2:4+lr5e-5`):
+
+    python bench/run_task_bench.py --profile conll-full --holdout 0.1 --runs dense,2:4,2:4+hidden,2:4+long
+
 Profiles (`PROFILES`): `squad-cpu-8k-screen` (a fixed training subset of 8,000 questions, seed 42, scored on
 the first 1,000 dev questions: for choosing settings), `squad-cpu-8k` (the same training, the full dev set of
 10,570 questions: the final figures), `conll-full` (all 14,041 training sentences, the 3,250 dev sentences),
@@ -27,10 +33,14 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.task_holdout import holdout_folder  # noqa: E402
+
 SHARED = Path(os.environ.get("PRUNECLI_SHARED_DIR", REPO.parent / "shared"))  # set it in a git worktree
 MODEL = "all-MiniLM-L6-v2"
 
@@ -51,6 +61,7 @@ class Profile:
     batch_size: int = 16
     distill_loss_weight: float = 1.0
     extra: tuple[str, ...] = field(default_factory=tuple)  # task options (windows, lengths)
+    holdout: float | None = None  # set by --holdout: the dev set is this share of the training data
 
     @property
     def timing_length(self) -> int:
@@ -76,6 +87,40 @@ PRUNED = {
     "units": ("--recipe", str(REPO / "recipes" / "heads_neurons.json"), "--target_sparsity", "0.55", "--compact"),
 }
 RUNS = ("dense", *PRUNED, "speed")
+#: Levers for accuracy, added to a pruned run's name with `+` (`2:4+hidden+long`), for settings screened on a
+#: held-out split (`--holdout`): `long` doubles the pruning epochs (the cool-down stays one epoch), `hidden` adds
+#: the hidden-state MSE of every layer to the logit distillation, `cosine` lowers the learning rate to 0 over the
+#: cool-down, `lr<value>` sets the pruning learning rate.
+LEVERS = {"long": (), "hidden": ("--distill_hidden_weight", "1", "--distill_hidden_layers", "all"),
+          "cosine": ("--cooldown_lr_decay", "cosine")}
+
+
+def parse_run(run: str) -> tuple[str, list[str]]:
+    """A run name's base run and its levers; ValueError names what is unknown."""
+    base, *levers = run.split("+")
+    if base not in RUNS or (levers and base not in PRUNED):
+        raise ValueError(f"unknown run {run!r}; runs: {', '.join(RUNS)}, a pruned one with +levers "
+                         f"({', '.join(LEVERS)}, lr<value>)")
+    for lever in levers:
+        if lever not in LEVERS and not _learning_rate(lever):
+            raise ValueError(f"unknown lever {lever!r} in {run!r}; levers: {', '.join(LEVERS)}, lr<value>")
+    return base, levers
+
+
+def _learning_rate(lever: str) -> str | None:
+    if not lever.startswith("lr"):
+        return None
+    try:
+        return str(float(lever[2:]))
+    except ValueError:
+        return None
+
+
+def holdout_profile(profile: Profile, share: float, workdir: Path) -> Profile:
+    """The profile screened on held-out training data: its own name and data folder; its subset sizes are kept
+    (`squad-cpu-8k-screen` scores the first 1,000 held-out questions)."""
+    return replace(profile, name=f"{profile.name}-holdout{share:g}", holdout=share,
+                   data_dir=workdir / "data" / f"{profile.task}-holdout{share:g}")
 
 
 def run_dir(profile: Profile, workdir: Path, run: str) -> Path:
@@ -84,8 +129,7 @@ def run_dir(profile: Profile, workdir: Path, run: str) -> Path:
 
 def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli") -> list[str]:
     """The full command line of one run of a profile."""
-    if run not in RUNS:
-        raise ValueError(f"unknown run {run!r}; runs: {', '.join(RUNS)}")
+    base, levers = parse_run(run)
     dense = run_dir(profile, workdir, "dense")
     if run == "speed":
         return [prunecli, "benchmark", str(dense), str(run_dir(profile, workdir, "units") / "compact"),
@@ -102,16 +146,21 @@ def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli
         return [prunecli, "finetune", "--model_name_or_path", MODEL, *data, *train, "--learning_rate",
                 str(profile.learning_rate), "--num_train_epochs", str(profile.dense_epochs), "--num_warmup_steps",
                 "100"]
+    rate = next((_learning_rate(lever) for lever in levers if _learning_rate(lever)), None)
+    epochs = profile.prune_epochs * (2 if "long" in levers else 1)
+    lever_options = [option for lever in levers for option in LEVERS.get(lever, ())]
     return [prunecli, "prune", "--model_name_or_path", str(dense), *data, *train, "--learning_rate",
-            str(profile.prune_learning_rate), "--num_train_epochs", str(profile.prune_epochs), "--cooldown_epochs",
+            rate or str(profile.prune_learning_rate), "--num_train_epochs", str(epochs), "--cooldown_epochs",
             "1", "--distill_type", "logits_kl", "--distill_loss_weight", str(profile.distill_loss_weight),
-            *PRUNED[run]]
+            *PRUNED[base], *lever_options]
 
 
 def collect(profile: Profile, workdir: Path) -> dict:
     """Every finished run's metrics, command and training time, and the benchmark's speed-up."""
     runs = {}
-    for run in RUNS:
+    found = sorted("2:4" + f.name[4:] if f.name.startswith("2in4") else f.name
+                   for f in (workdir / profile.name).glob("*+*") if f.is_dir())
+    for run in (*RUNS, *(r for r in found if _is_run(r))):
         folder = run_dir(profile, workdir, run)
         entry: dict = {"command": shlex.join(command(profile, run, workdir))}
         if (folder / "eval_results.json").is_file():
@@ -125,7 +174,15 @@ def collect(profile: Profile, workdir: Path) -> dict:
         runs[run] = entry
     return {"profile": profile.name, "task": profile.task, "model": MODEL,
             "max_train_samples": profile.max_train_samples, "max_eval_samples": profile.max_eval_samples,
-            "runs": runs}
+            "holdout": profile.holdout, "runs": runs}
+
+
+def _is_run(name: str) -> bool:
+    try:
+        parse_run(name)
+    except ValueError:
+        return False
+    return True
 
 
 #: INC's published SQuAD v1.1 F1 (snip-momentum with distillation, from fine-tuned dense models), for scale.
@@ -155,14 +212,19 @@ def render(results: list[dict]) -> str:
         runs = result["runs"]
         dense = (runs.get("dense", {}).get("metrics") or {}).get("f1")
         speed = runs.get("speed", {})
-        for run in ("dense", *PRUNED):
+        order = ("dense", *PRUNED)
+        for run in sorted((r for r in runs if _is_run(r) and r != "speed"),
+                          key=lambda r: (order.index(parse_run(r)[0]), r)):
             metrics = runs.get(run, {}).get("metrics")
             if not metrics:
                 continue
+            base = parse_run(run)[0]
             f1, em = metrics.get("f1"), metrics.get("exact_match")
             delta = (f1 - dense) / dense if dense and run != "dense" else None
-            loss, least = GOALS.get(run, (None, None))
+            loss, least = GOALS.get(base, (None, None))
             up, onnx = (_speedup(speed, "pytorch"), _speedup(speed, "onnxruntime")) if run == "units" else (None, None)
+            if result.get("holdout"):  # a screen on held-out training data: the goals are for the dev set
+                loss = least = None
             goal = "" if loss is None else f"within {loss:.0%}" + (f", {least:g}x" if least else "")
             met = "" if loss is None or delta is None else (
                 "yes" if delta >= -loss and (least is None or (up or 0) >= least) else "no")
@@ -182,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--workdir", default=str(REPO / "bench" / "work" / "tasks"))
     parser.add_argument("--prunecli", default=f"{sys.executable} -m prunecli", help="how to call prunecli")
+    parser.add_argument("--holdout", type=float, default=None, metavar="SHARE",
+                        help="screen settings: hold this share of the training data out as the dev set "
+                             "(profile <name>-holdout<SHARE>; whole sentences / articles, seed 0)")
     parser.add_argument("--print", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--collect", action="store_true", help="write bench/results/tasks/<profile>.json")
     parser.add_argument("--render", action="store_true", help="print the tables of bench/results/tasks/*.json")
@@ -192,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     profile, workdir = PROFILES[args.profile], Path(args.workdir)
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    for run in runs:
+        try:
+            parse_run(run)
+        except ValueError as err:
+            raise SystemExit(f"--runs: {err}") from None
+    if args.holdout is not None:
+        if not 0 < args.holdout < 1:
+            raise SystemExit(f"--holdout {args.holdout:g}: a share in (0, 1), e.g. 0.1")
+        profile = holdout_profile(profile, args.holdout, workdir)
+        if not (args.print or args.collect or args.render):
+            made = holdout_folder(profile.task, PROFILES[args.profile].data_dir, profile.data_dir, args.holdout)
+            print(f"# held-out folder {profile.data_dir}: {json.dumps(made['counts'])}", flush=True)
     if args.render:
         files = sorted((REPO / "bench" / "results" / "tasks").glob("*.json"))
         print(render([json.loads(f.read_text()) for f in files]), end="")

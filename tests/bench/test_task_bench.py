@@ -97,3 +97,95 @@ def test_benchmarks_md_gains_the_tasks_section_from_collected_profiles(tmp_path)
     text = "\n".join(render_results.tasks_section(tmp_path))
     assert text.startswith("## Other tasks: question answering and NER")
     assert "| conll-full | 2:4 |  | 0.9000 | -0.99% | within 1% | yes |" in text
+
+
+@pytest.mark.parametrize("run", ["2:4+hidden", "4x1+long+cosine", "units+lr5e-5", "2:4+hidden+long+lr3e-5"])
+def test_levers_add_known_options(run, tmp_path):
+    from bench.run_task_bench import LEVERS
+
+    profile = PROFILES["conll-full"]
+    argv = command(profile, run, tmp_path)
+    options = _options(argv)
+    assert all(name in BY_NAME for name in options), options
+    levers = run.split("+")[1:]
+    assert options["num_train_epochs"] == str(profile.prune_epochs * (2 if "long" in levers else 1))
+    rate = next((lever[2:] for lever in levers if lever.startswith("lr")), None)
+    assert float(options["learning_rate"]) == float(rate or profile.prune_learning_rate)
+    for lever in levers:
+        for option in LEVERS.get(lever, ())[::2]:
+            assert option in argv
+    assert options["output_dir"].endswith(run.replace(":", "in"))
+
+
+@pytest.mark.parametrize("run", ["dense+long", "speed+hidden", "2:4+deep", "2:4+lrfast", "3:4"])
+def test_unknown_runs_and_levers_are_refused(run, tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown"):
+        command(PROFILES["conll-full"], run, tmp_path)
+    with pytest.raises(SystemExit, match="--runs"):
+        main(["--profile", "smoke-conll", "--workdir", str(tmp_path), "--runs", run, "--print"])
+
+
+def test_holdout_profile_collects_lever_runs_and_renders_no_goal(tmp_path):
+    from bench.run_task_bench import holdout_profile, render
+
+    screen = holdout_profile(PROFILES["conll-full"], 0.1, tmp_path)
+    assert screen.name == "conll-full-holdout0.1" and screen.holdout == 0.1
+    assert holdout_profile(PROFILES["squad-cpu-8k-screen"], 0.1, tmp_path).max_eval_samples == 1000
+    assert _options(command(screen, "dense", tmp_path))["data_dir"] == str(tmp_path / "data" / "conll2003-holdout0.1")
+    for run, f1 in (("dense", 0.90), ("2:4", 0.88), ("2:4+hidden", 0.895), ("4x1+cosine", 0.85)):
+        folder = tmp_path / screen.name / run.replace(":", "in")
+        folder.mkdir(parents=True)
+        (folder / "eval_results.json").write_text(json.dumps({"f1": f1}))
+    (tmp_path / screen.name / "2in4+nonsense").mkdir()  # not a run: ignored
+    result = collect(screen, tmp_path)
+    assert result["holdout"] == 0.1
+    assert result["runs"]["2:4+hidden"]["metrics"] == {"f1": 0.895} and "4x1+cosine" in result["runs"]
+    assert not any("nonsense" in run for run in result["runs"])
+    rows = [line for line in render([result]).splitlines() if line.startswith("| conll-full-holdout0.1")]
+    assert [row.split(" | ")[1] for row in rows] == ["dense", "2:4", "2:4+hidden", "4x1+cosine"]
+    assert "-0.56%" in rows[2] and rows[2].endswith("|  |  |  |  |")  # a screen: no goal, no verdict
+
+
+def _conll(sentences: int) -> str:
+    blocks = ["-DOCSTART- -X- -X- O"] + [f"Word{i} NNP B-PER\nsaid VBD O" for i in range(sentences)]
+    return "\n\n".join(blocks) + "\n"
+
+
+def test_holdout_folder_splits_conll_sentences_and_is_reused(tmp_path):
+    from bench.task_holdout import holdout_folder
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.txt").write_text(_conll(50))
+    made = holdout_folder("conll2003", src, tmp_path / "out", 0.1)
+    assert made["counts"] == {"unit": "sentence", "train": 45, "dev": 5}
+    train = (tmp_path / "out" / "train.txt").read_text()
+    dev = (tmp_path / "out" / "dev.txt").read_text()
+    held = {line.split()[0] for line in dev.splitlines() if line.startswith("Word")}
+    kept = {line.split()[0] for line in train.splitlines() if line.startswith("Word")}
+    assert len(held) == 5 and not held & kept and len(held | kept) == 50 and "-DOCSTART-" not in dev
+    stamp = (tmp_path / "out" / "train.txt").stat().st_mtime_ns
+    assert holdout_folder("conll2003", src, tmp_path / "out", 0.1) == made  # same manifest: not rewritten
+    assert (tmp_path / "out" / "train.txt").stat().st_mtime_ns == stamp
+    assert holdout_folder("conll2003", src, tmp_path / "out", 0.2)["counts"]["dev"] == 10  # other share: redone
+
+
+def test_holdout_folder_splits_squad_by_article(tmp_path):
+    from bench.task_holdout import holdout_folder
+
+    def article(k: int) -> dict:
+        return {"title": f"A{k}", "paragraphs": [{"context": f"Text {k}.", "qas": [
+            {"id": f"{k}-{j}", "question": "Which?", "answers": [{"text": "Text", "answer_start": 0}]}
+            for j in range(3)]}]}
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train-v1.1-unambiguous.json").write_text(json.dumps({"version": "1.1",
+                                                                 "data": [article(k) for k in range(20)]}))
+    made = holdout_folder("squad", src, tmp_path / "out", 0.1)
+    assert made["counts"] == {"unit": "article", "train": 54, "dev": 6, "articles": {"train": 18, "dev": 2}}
+    train = json.loads((tmp_path / "out" / "train-v1.1.json").read_text())["data"]
+    dev = json.loads((tmp_path / "out" / "dev-v1.1.json").read_text())["data"]
+    assert not {a["title"] for a in train} & {a["title"] for a in dev}
+    with pytest.raises(FileNotFoundError, match="train-v1.1.json"):
+        holdout_folder("squad", tmp_path / "out" / "none", tmp_path / "x", 0.1)
