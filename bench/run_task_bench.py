@@ -10,6 +10,8 @@ distillation from it), `units` (heads + neurons, `recipes/heads_neurons.json`, t
     python bench/run_task_bench.py --profile squad-cpu-8k --runs dense,2:4  # run them (resumable: a run whose
                                                                             # eval_results.json exists is skipped)
     python bench/run_task_bench.py --profile squad-cpu-8k --collect         # bench/results/tasks/<profile>.json
+                                                                            # (runs recorded there whose folders
+                                                                            # are gone are kept)
     python bench/run_task_bench.py --profile squad-cpu-8k --render          # markdown tables, INC's rows
 
 Settings are screened on held-out training data, never on dev: `--holdout 0.1` holds a tenth of the training
@@ -155,8 +157,14 @@ def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli
             *PRUNED[base], *lever_options]
 
 
-def collect(profile: Profile, workdir: Path) -> dict:
-    """Every finished run's metrics, command and training time, and the benchmark's speed-up."""
+#: What a finished run records beside its command.
+RECORDED = ("metrics", "train_seconds", "compact_report", "benchmark")
+
+
+def collect(profile: Profile, workdir: Path, recorded: dict | None = None) -> dict:
+    """Every finished run's metrics, command and training time, and the benchmark's speed-up. `recorded` (the
+    profile's earlier results) keeps the runs whose folders are gone (bench/work does not outlive a machine),
+    where the command is the same; a run found in the workdir replaces its record."""
     runs = {}
     found = sorted("2:4" + f.name[4:] if f.name.startswith("2in4") else f.name
                    for f in (workdir / profile.name).glob("*+*") if f.is_dir())
@@ -172,6 +180,10 @@ def collect(profile: Profile, workdir: Path) -> dict:
         if (folder / "benchmark.json").is_file():
             entry["benchmark"] = json.loads((folder / "benchmark.json").read_text())
         runs[run] = entry
+    for run, before in ((recorded or {}).get("runs") or {}).items():
+        entry = runs.setdefault(run, {"command": before.get("command")})
+        if entry.get("command") == before.get("command") and not any(k in entry for k in RECORDED):
+            entry.update({k: before[k] for k in RECORDED if k in before})
     return {"profile": profile.name, "task": profile.task, "model": MODEL,
             "max_train_samples": profile.max_train_samples, "max_eval_samples": profile.max_eval_samples,
             "holdout": profile.holdout, "runs": runs}
@@ -276,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect:
         target = REPO / "bench" / "results" / "tasks" / f"{profile.name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(collect(profile, workdir), indent=2) + "\n", encoding="utf-8")
+        recorded = json.loads(target.read_text()) if target.is_file() else None
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(collect(profile, workdir, recorded), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(target)
         print(target)
         return 0
     for run in runs:

@@ -62,6 +62,23 @@ def test_print_runs_nothing_and_collect_reads_results(tmp_path, capsys):
     assert result["runs"]["dense"]["metrics"] == {"f1": 0.5} and "metrics" not in result["runs"]["2:4"]
 
 
+def test_collect_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
+    profile = PROFILES["smoke-conll"]
+    dense = tmp_path / "smoke-conll" / "dense"
+    dense.mkdir(parents=True)
+    (dense / "eval_results.json").write_text(json.dumps({"f1": 0.6}))
+    command_2in4 = collect(profile, tmp_path)["runs"]["2:4"]["command"]
+    recorded = {"runs": {"dense": {"command": "old", "metrics": {"f1": 0.5}},
+                         "2:4": {"command": command_2in4, "metrics": {"f1": 0.4}, "train_seconds": 9.0},
+                         "4x1": {"command": "another command", "metrics": {"f1": 0.3}},
+                         "2:4+long": {"command": "gone", "metrics": {"f1": 0.45}}}}
+    runs = collect(profile, tmp_path, recorded)["runs"]
+    assert runs["dense"]["metrics"] == {"f1": 0.6}  # found in the workdir: replaces the record
+    assert runs["2:4"]["metrics"] == {"f1": 0.4} and runs["2:4"]["train_seconds"] == 9.0
+    assert "metrics" not in runs["4x1"]  # recorded by another command: not this profile's run any more
+    assert runs["2:4+long"]["metrics"] == {"f1": 0.45}
+
+
 def test_render_compares_with_dense_checks_goals_and_shows_inc_rows():
     from bench.run_task_bench import render
 
