@@ -92,7 +92,8 @@ RUNS = ("dense", *PRUNED, "speed")
 #: Levers for accuracy, added to a pruned run's name with `+` (`2:4+hidden+long`), for settings screened on a
 #: held-out split (`--holdout`): `long` doubles the pruning epochs (the cool-down stays one epoch), `hidden` adds
 #: the hidden-state MSE of every layer to the logit distillation, `cosine` lowers the learning rate to 0 over the
-#: cool-down, `lr<value>` sets the pruning learning rate.
+#: cool-down, `lr<value>` sets the pruning learning rate, `cool<N>` keeps N epochs of cool-down at full sparsity instead
+#: of one (the run grows by N - 1 epochs, so the pruning ramp is unchanged).
 LEVERS = {"long": (), "hidden": ("--distill_hidden_weight", "1", "--distill_hidden_layers", "all"),
           "cosine": ("--cooldown_lr_decay", "cosine")}
 
@@ -102,10 +103,11 @@ def parse_run(run: str) -> tuple[str, list[str]]:
     base, *levers = run.split("+")
     if base not in RUNS or (levers and base not in PRUNED):
         raise ValueError(f"unknown run {run!r}; runs: {', '.join(RUNS)}, a pruned one with +levers "
-                         f"({', '.join(LEVERS)}, lr<value>)")
+                         f"({', '.join(LEVERS)}, lr<value>, cool<epochs>)")
     for lever in levers:
-        if lever not in LEVERS and not _learning_rate(lever):
-            raise ValueError(f"unknown lever {lever!r} in {run!r}; levers: {', '.join(LEVERS)}, lr<value>")
+        if lever not in LEVERS and not _learning_rate(lever) and not _cooldown(lever):
+            raise ValueError(f"unknown lever {lever!r} in {run!r}; levers: {', '.join(LEVERS)}, lr<value>, "
+                             "cool<epochs>")
     return base, levers
 
 
@@ -116,6 +118,13 @@ def _learning_rate(lever: str) -> str | None:
         return str(float(lever[2:]))
     except ValueError:
         return None
+
+
+def _cooldown(lever: str) -> int | None:
+    """`cool<N>`'s epochs (a whole number of at least 1), else None."""
+    if not lever.startswith("cool") or not lever[4:].isdigit() or int(lever[4:]) < 1:
+        return None
+    return int(lever[4:])
 
 
 def holdout_profile(profile: Profile, share: float, workdir: Path) -> Profile:
@@ -149,11 +158,12 @@ def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli
                 str(profile.learning_rate), "--num_train_epochs", str(profile.dense_epochs), "--num_warmup_steps",
                 "100"]
     rate = next((_learning_rate(lever) for lever in levers if _learning_rate(lever)), None)
-    epochs = profile.prune_epochs * (2 if "long" in levers else 1)
+    cooldown = next((_cooldown(lever) for lever in levers if _cooldown(lever)), 1)
+    epochs = profile.prune_epochs * (2 if "long" in levers else 1) + cooldown - 1
     lever_options = [option for lever in levers for option in LEVERS.get(lever, ())]
     return [prunecli, "prune", "--model_name_or_path", str(dense), *data, *train, "--learning_rate",
             rate or str(profile.prune_learning_rate), "--num_train_epochs", str(epochs), "--cooldown_epochs",
-            "1", "--distill_type", "logits_kl", "--distill_loss_weight", str(profile.distill_loss_weight),
+            str(cooldown), "--distill_type", "logits_kl", "--distill_loss_weight", str(profile.distill_loss_weight),
             *PRUNED[base], *lever_options]
 
 

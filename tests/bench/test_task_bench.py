@@ -116,7 +116,8 @@ def test_benchmarks_md_gains_the_tasks_section_from_collected_profiles(tmp_path)
     assert "| conll-full | 2:4 |  | 0.9000 | -0.99% | within 1% | yes |" in text
 
 
-@pytest.mark.parametrize("run", ["2:4+hidden", "4x1+long+cosine", "units+lr5e-5", "2:4+hidden+long+lr3e-5"])
+@pytest.mark.parametrize("run", ["2:4+hidden", "4x1+long+cosine", "units+lr5e-5", "2:4+hidden+long+lr3e-5",
+                                 "2:4+long+cool3"])
 def test_levers_add_known_options(run, tmp_path):
     from bench.run_task_bench import LEVERS
 
@@ -125,7 +126,9 @@ def test_levers_add_known_options(run, tmp_path):
     options = _options(argv)
     assert all(name in BY_NAME for name in options), options
     levers = run.split("+")[1:]
-    assert options["num_train_epochs"] == str(profile.prune_epochs * (2 if "long" in levers else 1))
+    cooldown = next((int(lever[4:]) for lever in levers if lever.startswith("cool")), 1)
+    assert options["cooldown_epochs"] == str(cooldown)
+    assert options["num_train_epochs"] == str(profile.prune_epochs * (2 if "long" in levers else 1) + cooldown - 1)
     rate = next((lever[2:] for lever in levers if lever.startswith("lr")), None)
     assert float(options["learning_rate"]) == float(rate or profile.prune_learning_rate)
     for lever in levers:
@@ -134,7 +137,8 @@ def test_levers_add_known_options(run, tmp_path):
     assert options["output_dir"].endswith(run.replace(":", "in"))
 
 
-@pytest.mark.parametrize("run", ["dense+long", "speed+hidden", "2:4+deep", "2:4+lrfast", "3:4"])
+@pytest.mark.parametrize("run", ["dense+long", "speed+hidden", "2:4+deep", "2:4+lrfast", "3:4", "2:4+cool0",
+                                 "2:4+coolx"])
 def test_unknown_runs_and_levers_are_refused(run, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown"):
         command(PROFILES["conll-full"], run, tmp_path)
