@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.task_holdout import holdout_folder  # noqa: E402
+from prunecli.training.checkpoint import write_file_atomic  # noqa: E402
 
 SHARED = Path(os.environ.get("PRUNECLI_SHARED_DIR", REPO.parent / "shared"))  # set it in a git worktree
 MODEL = "all-MiniLM-L6-v2"
@@ -96,6 +97,7 @@ RUNS = ("dense", *PRUNED, "speed")
 #: of one (the run grows by N - 1 epochs, so the pruning ramp is unchanged).
 LEVERS = {"long": (), "hidden": ("--distill_hidden_weight", "1", "--distill_hidden_layers", "all"),
           "cosine": ("--cooldown_lr_decay", "cosine")}
+_LEVER_FORMS = ", ".join((*LEVERS, "lr<value>", "cool<epochs>"))
 
 
 def parse_run(run: str) -> tuple[str, list[str]]:
@@ -103,11 +105,10 @@ def parse_run(run: str) -> tuple[str, list[str]]:
     base, *levers = run.split("+")
     if base not in RUNS or (levers and base not in PRUNED):
         raise ValueError(f"unknown run {run!r}; runs: {', '.join(RUNS)}, a pruned one with +levers "
-                         f"({', '.join(LEVERS)}, lr<value>, cool<epochs>)")
+                         f"({_LEVER_FORMS})")
     for lever in levers:
         if lever not in LEVERS and not _learning_rate(lever) and not _cooldown(lever):
-            raise ValueError(f"unknown lever {lever!r} in {run!r}; levers: {', '.join(LEVERS)}, lr<value>, "
-                             "cool<epochs>")
+            raise ValueError(f"unknown lever {lever!r} in {run!r}; levers: {_LEVER_FORMS}")
     return base, levers
 
 
@@ -157,8 +158,8 @@ def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli
         return [prunecli, "finetune", "--model_name_or_path", MODEL, *data, *train, "--learning_rate",
                 str(profile.learning_rate), "--num_train_epochs", str(profile.dense_epochs), "--num_warmup_steps",
                 "100"]
-    rate = next((_learning_rate(lever) for lever in levers if _learning_rate(lever)), None)
-    cooldown = next((_cooldown(lever) for lever in levers if _cooldown(lever)), 1)
+    rate = next(filter(None, map(_learning_rate, levers)), None)
+    cooldown = next(filter(None, map(_cooldown, levers)), 1)
     epochs = profile.prune_epochs * (2 if "long" in levers else 1) + cooldown - 1
     lever_options = [option for lever in levers for option in LEVERS.get(lever, ())]
     return [prunecli, "prune", "--model_name_or_path", str(dense), *data, *train, "--learning_rate",
@@ -299,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         target = REPO / "bench" / "results" / "tasks" / f"{profile.name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         recorded = json.loads(target.read_text()) if target.is_file() else None
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(collect(profile, workdir, recorded), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(target)
+        write_file_atomic(target, json.dumps(collect(profile, workdir, recorded), indent=2) + "\n")
         print(target)
         return 0
     for run in runs:
