@@ -14,6 +14,11 @@ distillation from it), `units` (heads + neurons, `recipes/heads_neurons.json`, t
                                                                             # are gone are kept)
     python bench/run_task_bench.py --profile squad-cpu-8k --render          # markdown tables, INC's rows
 
+`--save_every N` saves resumable state every N optimizer steps (keeping the newest only), and a run whose folder
+holds such a state and no eval_results.json continues from it (`--resume_from_checkpoint latest`): an hours-long
+SQuAD run survives a stopped session, and can be restarted with other thread settings. The recorded command is
+the run's recipe; these options do not change what it trains.
+
 Settings are screened on held-out training data, never on dev: `--holdout 0.1` holds a tenth of the training
 sentences (CoNLL) or articles (SQuAD) out as the dev set, under the profile `<name>-holdout0.1`, and a pruned
 run takes levers after `+` (`LEVERS`: `2:4+hidden+long`, `2:4+lr5e-5`):
@@ -42,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.task_holdout import holdout_folder  # noqa: E402
-from prunecli.training.checkpoint import write_file_atomic  # noqa: E402
+from prunecli.training.checkpoint import list_resumable, write_file_atomic  # noqa: E402
 
 SHARED = Path(os.environ.get("PRUNECLI_SHARED_DIR", REPO.parent / "shared"))  # set it in a git worktree
 MODEL = "all-MiniLM-L6-v2"
@@ -261,6 +266,14 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def resume_options(folder: Path, save_every: int | None) -> list[str]:
+    """The options that make a run resumable (`save_every`) and continue one stopped part-way in `folder`."""
+    options = ["--checkpointing_steps", str(save_every), "--checkpoints_total_limit", "1"] if save_every else []
+    if list_resumable(folder):
+        options += ["--resume_from_checkpoint", "latest"]
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=sorted(PROFILES))
@@ -270,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout", type=float, default=None, metavar="SHARE",
                         help="screen settings: hold this share of the training data out as the dev set "
                              "(profile <name>-holdout<SHARE>; whole sentences / articles, seed 0)")
+    parser.add_argument("--save_every", type=int, default=None, metavar="STEPS",
+                        help="save resumable state every STEPS optimizer steps; a run stopped part-way "
+                             "continues from it when started again")
     parser.add_argument("--print", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--collect", action="store_true", help="write bench/results/tasks/<profile>.json")
     parser.add_argument("--render", action="store_true", help="print the tables of bench/results/tasks/*.json")
@@ -303,14 +319,19 @@ def main(argv: list[str] | None = None) -> int:
         write_file_atomic(target, json.dumps(collect(profile, workdir, recorded), indent=2) + "\n")
         print(target)
         return 0
+    if args.save_every is not None and args.save_every < 1:
+        raise SystemExit(f"--save_every {args.save_every}: a number of optimizer steps, at least 1")
     for run in runs:
         argv_run = command(profile, run, workdir, prunecli="prunecli")
-        cmd = [*shlex.split(args.prunecli), *argv_run[1:]]
+        folder = run_dir(profile, workdir, run)
         print(shlex.join(argv_run), flush=True)
-        done = run_dir(profile, workdir, run) / ("benchmark.json" if run == "speed" else "eval_results.json")
+        done = folder / ("benchmark.json" if run == "speed" else "eval_results.json")
         if args.print or done.is_file():
             continue
-        folder = run_dir(profile, workdir, run)
+        extra = [] if run == "speed" else resume_options(folder, args.save_every)
+        cmd = [*shlex.split(args.prunecli), *argv_run[1:], *extra]
+        if extra:
+            print(f"# {run}: {shlex.join(extra)}", flush=True)
         (folder if run == "speed" else folder.parent).mkdir(parents=True, exist_ok=True)  # prunecli makes its own
         start = time.perf_counter()
         code = subprocess.call(cmd, cwd=REPO)

@@ -210,3 +210,25 @@ def test_holdout_folder_splits_squad_by_article(tmp_path):
     assert not {a["title"] for a in train} & {a["title"] for a in dev}
     with pytest.raises(FileNotFoundError, match="train-v1.1.json"):
         holdout_folder("squad", tmp_path / "out" / "none", tmp_path / "x", 0.1)
+
+
+def test_save_every_makes_runs_resumable_and_a_stopped_run_continues(tmp_path, capsys):
+    log = tmp_path / "calls.jsonl"
+    fake = tmp_path / "fake_prunecli.py"
+    fake.write_text("import json, sys\n"
+                    f"open({str(log)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n")
+    work = tmp_path / "work"
+    stopped = work / "smoke-conll" / "2in4"
+    (stopped / "step_40").mkdir(parents=True)
+    (stopped / "step_40" / "trainer_state.json").write_text(json.dumps({"completed_steps": 40}))
+    argv = ["--profile", "smoke-conll", "--workdir", str(work), "--runs", "dense,2:4",
+            "--prunecli", f"python {fake}", "--save_every", "20"]
+    assert main(argv) == 0
+    dense, pruned = (json.loads(line) for line in log.read_text().splitlines())
+    assert _options(dense)["checkpointing_steps"] == "20" and _options(dense)["checkpoints_total_limit"] == "1"
+    assert "resume_from_checkpoint" not in _options(dense)  # nothing saved in its folder
+    assert _options(pruned)["resume_from_checkpoint"] == "latest"  # continues from step_40
+    assert dense[:-4] == command(PROFILES["smoke-conll"], "dense", work)[1:]  # the recipe itself is unchanged
+    assert "# 2:4: --checkpointing_steps 20" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--save_every 0"):
+        main([*argv[:-1], "0"])
