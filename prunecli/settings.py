@@ -174,6 +174,9 @@ SETTINGS: tuple[Setting, ...] = (
        "batches, each sorted by length): far less padding, so each epoch is faster; an epoch still sees every "
        "example once. --no_group_by_length: plain shuffled batches (INC's example's order).", "train",
        negatable=True),
+    _s("eval_each_epoch", bool, True, "Evaluate after every epoch (the per-epoch table of the training log). "
+       "--no_eval_each_epoch: only after the last, which saves most of the evaluation time of a large set such as "
+       "SQuAD's dev set.", "train", negatable=True),
     _s("mixed_precision", str, "no", "no, fp16 or bf16 (where the device supports it).", "train"),
     # output options: TrainConfig fields shown in their own help panel
     _s("overwrite_output_dir", bool, False, "Allow writing into a non-empty --output_dir.", "train", panel=OUT),

@@ -168,6 +168,10 @@ class Trainer:
             self.max_train_steps = self.num_train_epochs * self.update_steps_per_epoch
         self._raw_optimizer = raw_optimizer
         self.metric_driven_scheduler = tc.lr_scheduler_type in METRIC_DRIVEN_SCHEDULERS
+        if self.metric_driven_scheduler and not tc.eval_each_epoch:
+            raise UserError(f"--lr_scheduler_type {tc.lr_scheduler_type} steps on each epoch's evaluation loss; "
+                            "it cannot be combined with --no_eval_each_epoch.",
+                            hint="drop --no_eval_each_epoch, or use a step-based scheduler such as linear.")
         self.lr_factor: Callable[[int], float] | None = None
         self.lr_scheduler = None  # built by fit(), once every plug-in has had its say (set_lr_factor)
 
@@ -316,13 +320,15 @@ class Trainer:
                     state.train_ended = True
                     for plugin in self.plugins:
                         plugin.on_train_end()
-                metrics = self.evaluate()
-                state.evaluated_at = state.completed_steps
-                self._record_epoch(epoch, metrics)
-                progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                             if not is_per_type_metric(k)))
-                if self.metric_driven_scheduler and self.last_eval_loss is not None:
-                    self.lr_scheduler.step(self.last_eval_loss)
+                last = epoch == self.num_train_epochs - 1 or state.completed_steps >= self.max_train_steps
+                if self.cfg.train.eval_each_epoch or last:
+                    metrics = self.evaluate()
+                    state.evaluated_at = state.completed_steps
+                    self._record_epoch(epoch, metrics)
+                    progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                                                 if not is_per_type_metric(k)))
+                    if self.metric_driven_scheduler and self.last_eval_loss is not None:
+                        self.lr_scheduler.step(self.last_eval_loss)
                 if self.checkpointing == "epoch":
                     resume_states.save_resumable(self, ckpt.resumable_name("epoch", epoch), epoch + 1, 0)
         if not state.train_ended:  # resumed from the last step: nothing left to train

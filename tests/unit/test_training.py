@@ -225,6 +225,21 @@ def test_metric_driven_scheduler(tiny_bert_dir, files, tmp_path):
     assert (tmp_path / "epoch_1" / "plugins.pt").is_file()
 
 
+def test_no_eval_each_epoch_evaluates_once_at_the_end(tiny_bert_dir, files, tmp_path):
+    trainer = make_trainer(make_cfg(tiny_bert_dir, files, num_train_epochs=3, eval_each_epoch=False,
+                                    output_dir=str(tmp_path)))
+    calls = []
+    evaluate = trainer.evaluate
+    trainer.evaluate = lambda: calls.append(trainer.completed_steps) or evaluate()
+    results = trainer.fit()
+    assert calls == [trainer.max_train_steps]  # one evaluation, after the last step
+    assert [e["epoch"] for e in results["epochs"]] == [2]
+    assert results["final_metrics"] == results["epochs"][0]["metrics"]
+    assert [r["epoch"] for r in log_lines(tmp_path) if "eval" in r] == [2]
+    with pytest.raises(UserError, match="--no_eval_each_epoch"):
+        make_trainer(make_cfg(tiny_bert_dir, files, eval_each_epoch=False, lr_scheduler_type="reduce_lr_on_plateau"))
+
+
 def test_resume_after_a_kill_gives_the_same_weights(dropout_bert, files, tmp_path):
     common = dict(gradient_accumulation_steps=2, num_train_epochs=2, checkpointing_steps="3")  # 4 steps/epoch
     straight = make_trainer(make_cfg(dropout_bert, files, output_dir=str(tmp_path / "a"), **common))
