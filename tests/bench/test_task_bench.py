@@ -30,7 +30,8 @@ def test_every_run_builds_known_options(profile, tmp_path):
             assert argv[1] == "benchmark"
             continue
         for name in _options(argv):
-            assert name in BY_NAME, (run, name)  # every option is a declared setting
+            negated = BY_NAME.get(name.removeprefix("no_"))
+            assert name in BY_NAME or (negated and negated.negatable), (run, name)  # a declared setting
 
 
 def test_squad_profile_sizes_windows_and_patterns(tmp_path):
@@ -43,6 +44,8 @@ def test_squad_profile_sizes_windows_and_patterns(tmp_path):
     assert four["pruning_pattern"] == "4x1" and four["target_sparsity"] == "0.8"
     assert four["model_name_or_path"] == str(tmp_path / "squad-cpu-8k" / "dense")
     assert _options(command(final, "2:4", tmp_path))["target_sparsity"] == "0.5"
+    assert "--no_eval_each_epoch" in command(final, "2:4", tmp_path)  # the full dev set, evaluated once
+    assert "--no_eval_each_epoch" not in command(screen, "2:4", tmp_path) + command(final, "dense", tmp_path)
     units = command(final, "units", tmp_path)
     assert "--compact" in units and Path(_options(units)["recipe"]).name == "heads_neurons.json"
     speed = _options(command(final, "speed", tmp_path))
