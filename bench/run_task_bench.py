@@ -82,7 +82,7 @@ _CONLL = ("--max_length", "128")
 PROFILES = {p.name: p for p in (
     # SQuAD on 2 CPU cores: 2 dense and 3 pruning epochs of 8,000 questions keep the four runs near 6 hours
     Profile("squad-cpu-8k-screen", "squad", SHARED / "squad", 8000, 1000, 2, 3, 1e-4, 1e-4, extra=_SQUAD),
-    # the pruned runs evaluate the full dev set once, at the end (each evaluation costs ~a fifth of an epoch)
+    # the pruned runs evaluate the full dev set once, at the end (each evaluation costs ~a third of an epoch)
     Profile("squad-cpu-8k", "squad", SHARED / "squad", 8000, None, 2, 3, 1e-4, 1e-4, extra=_SQUAD,
             prune_extra=("--no_eval_each_epoch",)),
     Profile("conll-full", "conll2003", SHARED / "conll2003", None, None, 3, 4, 1e-4, 1e-4, extra=_CONLL),

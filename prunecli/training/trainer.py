@@ -322,11 +322,14 @@ class Trainer:
                         plugin.on_train_end()
                 last = epoch == self.num_train_epochs - 1 or state.completed_steps >= self.max_train_steps
                 if self.cfg.train.eval_each_epoch or last:
+                    progress.note(f"epoch {epoch}: evaluating {self._eval_size()}")
+                    eval_start = time.perf_counter()
                     metrics = self.evaluate()
                     state.evaluated_at = state.completed_steps
                     self._record_epoch(epoch, metrics)
                     progress.note(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                                                                 if not is_per_type_metric(k)))
+                                                                 if not is_per_type_metric(k))
+                                  + f" ({time.perf_counter() - eval_start:.0f} s)")
                     if self.metric_driven_scheduler and self.last_eval_loss is not None:
                         self.lr_scheduler.step(self.last_eval_loss)
                 if self.checkpointing == "epoch":
@@ -398,6 +401,11 @@ class Trainer:
     @property
     def epoch_results(self) -> list[dict[str, Any]]:
         return self.state.epoch_results
+
+    def _eval_size(self) -> str:
+        """The evaluation sets' sizes, for the progress note (a question answering set counts its windows)."""
+        unit = "windows" if self.data.task.task_type == "question_answering" else "examples"
+        return " + ".join(f"{len(loader.dataset):,}" for loader in self.eval_dataloaders.values()) + f" {unit}"
 
     def _record_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         entry = {"epoch": epoch, "step": self.completed_steps, "metrics": metrics}
