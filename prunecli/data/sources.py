@@ -75,7 +75,10 @@ def _subset(data: TaskData, cfg: DataConfig, seed: int) -> TaskData:
     if data.train is not None and cfg.max_train_samples is not None and cfg.max_train_samples < len(data.train):
         keep = sorted(random.Random(seed).sample(range(len(data.train)), cfg.max_train_samples))
         data.train = data.train.select(keep).flatten_indices()
+        data.source += f"; trained on {cfg.max_train_samples:,} of them (--max_train_samples, seed {seed})"
     if cfg.max_eval_samples is not None:
+        if any(cfg.max_eval_samples < len(ds) for ds in data.eval_splits.values()):
+            data.source += f"; evaluated on the first {cfg.max_eval_samples:,} (--max_eval_samples)"
         data.eval_splits = {
             name: ds.select(range(cfg.max_eval_samples)).flatten_indices() if cfg.max_eval_samples < len(ds) else ds
             for name, ds in data.eval_splits.items()
