@@ -709,13 +709,17 @@ def render_markdown(records: list[dict], results_dir: str | Path | None = None,
     return "\n".join(lines).rstrip() + "\n"
 
 
+def task_results(results_dir: Path) -> list[dict]:
+    """The collected task profiles, bench/results/tasks/PROFILE.json, in name order."""
+    return [json.loads(f.read_text(encoding="utf-8")) for f in sorted((Path(results_dir) / "tasks").glob("*.json"))]
+
+
 def tasks_section(results_dir: Path) -> list[str]:
     """Question answering and NER (`bench/run_task_bench.py --collect`, bench/results/tasks/PROFILE.json): F1
     against dense per profile, the goals of issue 31, the compacted model's speed-up. Nothing when none ran."""
-    files = sorted((Path(results_dir) / "tasks").glob("*.json"))
-    if not files:
+    collected = task_results(results_dir)
+    if not collected:
         return []
-    collected = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     intro = ("all-MiniLM-L6-v2 fine-tuned, then pruned with logit distillation from it; each profile names its "
              "data sizes (`bench/run_task_bench.py --profile P --print` gives every command). F1 is SQuAD's for "
              "question answering, seqeval's entity F1 for CoNLL; speed-ups of the compacted model at the task's "
@@ -760,7 +764,9 @@ def write_benchmarks(results_dir: str | Path, output: str | Path, readme: str | 
                                   (render_compact.BEGIN, render_compact.END,
                                    render_compact.readme_block(records, Path(results_dir))),
                                   (render_export.BEGIN, render_export.END,
-                                   render_export.readme_block(Path(results_dir)))):
+                                   render_export.readme_block(Path(results_dir))),
+                                  (run_task_bench.README_BEGIN, run_task_bench.README_END,
+                                   run_task_bench.readme_block(task_results(Path(results_dir))))):
             after = summary.replace_block(after, begin, end, block)
         if after != before:
             Path(readme).write_text(after, encoding="utf-8")

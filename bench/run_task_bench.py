@@ -234,9 +234,8 @@ def _speedup(entry: dict, backend: str) -> float | None:
     return None
 
 
-def render(results: list[dict]) -> str:
-    """Markdown tables of collected profiles (F1 against dense, the goal, the compacted model's speed-up),
-    then INC's published SQuAD figures for scale."""
+def results_table(results: list[dict]) -> list[str]:
+    """The markdown table of collected profiles: F1 against dense, the goal, the compacted model's speed-up."""
     lines = ["| profile | run | exact match | F1 | vs dense | goal | met | PyTorch | ONNX Runtime |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
@@ -263,6 +262,27 @@ def render(results: list[dict]) -> str:
                 result["profile"], run, "" if em is None else f"{em:.4f}", f"{f1:.4f}",
                 "" if delta is None else f"{delta:+.2%}", goal, met,
                 "" if up is None else f"{up:.2f}x", "" if onnx is None else f"{onnx:.2f}x"]) + " |")
+    return lines
+
+
+#: README.md's block of task figures, rendered by bench/render_results.py --readme.
+README_BEGIN, README_END = "<!-- tasks:begin (bench/render_results.py --readme) -->", "<!-- tasks:end -->"
+
+
+def readme_block(results: list[dict]) -> str:
+    """README.md's table: the profiles of the final figures (no held-out screens, no smoke runs)."""
+    final = [r for r in results if not r.get("holdout") and not r["profile"].startswith("smoke")]
+    if not any(run.get("metrics") for r in final for run in r["runs"].values()):
+        return "\n".join([README_BEGIN, "Not measured yet: `bench/run_task_bench.py` (docs/tasks.md).", README_END])
+    rows = [line.split(" | ") for line in results_table(final)[2:]]  # profile, run, EM, F1, vs dense, ..., PyTorch
+    table = ["| profile | run | F1 | EM | vs dense | speed-up |", "| --- | --- | --- | --- | --- | --- |"]
+    table += [" | ".join([row[0], row[1], row[3], row[2], row[4], row[7]]) + " |" for row in rows]
+    return "\n".join([README_BEGIN, *table, README_END])
+
+
+def render(results: list[dict]) -> str:
+    """Markdown tables of collected profiles, then INC's published SQuAD figures for scale."""
+    lines = results_table(results)
     lines += ["", "INC 2.x's published SQuAD v1.1 F1, for scale:", "",
               "| model | pattern | dense | sparse |", "| --- | --- | --- | --- |"]
     lines += [f"| {m} | {p} | {d:.4f} | {q:.4f} |" for m, p, d, q in INC_SQUAD]

@@ -235,3 +235,20 @@ def test_save_every_makes_runs_resumable_and_a_stopped_run_continues(tmp_path, c
     assert "# 2:4: --checkpointing_steps 20" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--save_every 0"):
         main([*argv[:-1], "0"])
+
+
+def test_readme_block_shows_final_profiles_only():
+    from bench.run_task_bench import README_BEGIN, README_END, readme_block
+
+    def profile(name, holdout=None, f1=0.9, em=None):
+        metrics = {"f1": f1, **({"exact_match": em} if em is not None else {})}
+        return {"profile": name, "holdout": holdout, "runs": {"dense": {"metrics": metrics},
+                                                             "2:4": {"metrics": {"f1": f1 * 0.99}}}}
+
+    block = readme_block([profile("conll-full", f1=0.8), profile("conll-full-holdout0.1", holdout=0.1),
+                          profile("smoke-squad"), profile("squad-cpu-8k", f1=0.7, em=0.6)])
+    lines = block.splitlines()
+    assert lines[0] == README_BEGIN and lines[-1] == README_END
+    assert lines[4] == "| conll-full | 2:4 | 0.7920 |  | -1.00% |  |"
+    assert lines[5] == "| squad-cpu-8k | dense | 0.7000 | 0.6000 |  |  |" and len(lines) == 8
+    assert "Not measured yet" in readme_block([profile("smoke-conll"), {"profile": "squad-cpu-8k", "runs": {}}])
