@@ -234,10 +234,14 @@ def _speedup(entry: dict, backend: str) -> float | None:
     return None
 
 
-def results_table(results: list[dict]) -> list[str]:
-    """The markdown table of collected profiles: F1 against dense, the goal, the compacted model's speed-up."""
-    lines = ["| profile | run | exact match | F1 | vs dense | goal | met | PyTorch | ONNX Runtime |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+#: The columns of `table_rows`, as the BENCHMARKS.md table heads them.
+COLUMNS = ("profile", "run", "exact match", "F1", "vs dense", "goal", "met", "PyTorch", "ONNX Runtime")
+
+
+def table_rows(results: list[dict]) -> list[list[str]]:
+    """One row of cells (`COLUMNS`) per finished run of the collected profiles: F1 against dense, the goal,
+    the compacted model's speed-up."""
+    rows = []
     for result in results:
         runs = result["runs"]
         dense = (runs.get("dense", {}).get("metrics") or {}).get("f1")
@@ -258,11 +262,14 @@ def results_table(results: list[dict]) -> list[str]:
             goal = "" if loss is None else f"within {loss:.0%}" + (f", {least:g}x" if least else "")
             met = "" if loss is None or delta is None else (
                 "yes" if delta >= -loss and (least is None or (up or 0) >= least) else "no")
-            lines.append("| " + " | ".join([
-                result["profile"], run, "" if em is None else f"{em:.4f}", f"{f1:.4f}",
-                "" if delta is None else f"{delta:+.2%}", goal, met,
-                "" if up is None else f"{up:.2f}x", "" if onnx is None else f"{onnx:.2f}x"]) + " |")
-    return lines
+            rows.append([result["profile"], run, "" if em is None else f"{em:.4f}", f"{f1:.4f}",
+                         "" if delta is None else f"{delta:+.2%}", goal, met,
+                         "" if up is None else f"{up:.2f}x", "" if onnx is None else f"{onnx:.2f}x"])
+    return rows
+
+
+def markdown_table(head: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 #: README.md's block of task figures, rendered by bench/render_results.py --readme.
@@ -274,15 +281,15 @@ def readme_block(results: list[dict]) -> str:
     final = [r for r in results if not r.get("holdout") and not r["profile"].startswith("smoke")]
     if not any(run.get("metrics") for r in final for run in r["runs"].values()):
         return "\n".join([README_BEGIN, "Not measured yet: `bench/run_task_bench.py` (docs/tasks.md).", README_END])
-    rows = [line.split(" | ") for line in results_table(final)[2:]]  # profile, run, EM, F1, vs dense, ..., PyTorch
-    table = ["| profile | run | F1 | EM | vs dense | speed-up |", "| --- | --- | --- | --- | --- | --- |"]
-    table += [" | ".join([row[0], row[1], row[3], row[2], row[4], row[7]]) + " |" for row in rows]
+    picked = [COLUMNS.index(c) for c in ("profile", "run", "F1", "exact match", "vs dense", "PyTorch")]
+    rows = [[row[i] for i in picked] for row in table_rows(final)]
+    table = markdown_table(("profile", "run", "F1", "EM", "vs dense", "speed-up"), rows)
     return "\n".join([README_BEGIN, *table, README_END])
 
 
 def render(results: list[dict]) -> str:
     """Markdown tables of collected profiles, then INC's published SQuAD figures for scale."""
-    lines = results_table(results)
+    lines = markdown_table(COLUMNS, table_rows(results))
     lines += ["", "INC 2.x's published SQuAD v1.1 F1, for scale:", "",
               "| model | pattern | dense | sparse |", "| --- | --- | --- | --- |"]
     lines += [f"| {m} | {p} | {d:.4f} | {q:.4f} |" for m, p, d, q in INC_SQUAD]
