@@ -180,6 +180,12 @@ def command(profile: Profile, run: str, workdir: Path, prunecli: str = "prunecli
 RECORDED = ("metrics", "train_seconds", "compact_report", "benchmark")
 
 
+def portable(cmd: str) -> str:
+    """A recorded command as it reads from the repository's root with the data beside it in ../shared: no
+    machine's absolute paths in bench/results."""
+    return cmd.replace(str(SHARED), "../shared").replace(f"{REPO}{os.sep}", "")
+
+
 def collect(profile: Profile, workdir: Path, recorded: dict | None = None) -> dict:
     """Every finished run's metrics, command and training time, and the benchmark's speed-up. `recorded` (the
     profile's earlier results) keeps the runs whose folders are gone (bench/work does not outlive a machine),
@@ -189,7 +195,7 @@ def collect(profile: Profile, workdir: Path, recorded: dict | None = None) -> di
                    for f in (workdir / profile.name).glob("*+*") if f.is_dir())
     for run in (*RUNS, *(r for r in found if _is_run(r))):
         folder = run_dir(profile, workdir, run)
-        entry: dict = {"command": shlex.join(command(profile, run, workdir))}
+        entry: dict = {"command": portable(shlex.join(command(profile, run, workdir)))}
         if (folder / "eval_results.json").is_file():
             entry["metrics"] = json.loads((folder / "eval_results.json").read_text())
             if (folder / "train_results.json").is_file():
@@ -200,12 +206,12 @@ def collect(profile: Profile, workdir: Path, recorded: dict | None = None) -> di
             entry["benchmark"] = json.loads((folder / "benchmark.json").read_text())
         runs[run] = entry
     for run, before in ((recorded or {}).get("runs") or {}).items():
-        entry = runs.setdefault(run, {"command": before.get("command")})
-        if entry.get("command") == before.get("command") and not any(k in entry for k in RECORDED):
+        entry = runs.setdefault(run, {"command": portable(before.get("command") or "")})
+        if entry.get("command") == portable(before.get("command") or "") and not any(k in entry for k in RECORDED):
             entry.update({k: before[k] for k in RECORDED if k in before})
     return {"profile": profile.name, "task": profile.task, "model": MODEL,
             "max_train_samples": profile.max_train_samples, "max_eval_samples": profile.max_eval_samples,
-            "holdout": profile.holdout, "runs": runs}
+            "holdout": profile.holdout, "runs": json.loads(portable(json.dumps(runs)))}
 
 
 def _is_run(name: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run_task_bench import PROFILES, RUNS, collect, command, main
+from bench.run_task_bench import PROFILES, REPO, RUNS, SHARED, collect, command, main, portable
 from prunecli.settings import BY_NAME
 
 
@@ -80,6 +80,16 @@ def test_collect_keeps_recorded_runs_whose_folders_are_gone(tmp_path):
     assert runs["2:4"]["metrics"] == {"f1": 0.4} and runs["2:4"]["train_seconds"] == 9.0
     assert "metrics" not in runs["4x1"]  # recorded by another command: not this profile's run any more
     assert runs["2:4+long"]["metrics"] == {"f1": 0.45}
+
+
+def test_recorded_commands_read_from_the_repository_root_and_match_older_absolute_records():
+    absolute = f"prunecli prune --data_dir {SHARED}/squad --output_dir {REPO}/bench/work/tasks/p/dense"
+    assert portable(absolute) == "prunecli prune --data_dir ../shared/squad --output_dir bench/work/tasks/p/dense"
+    profile, workdir = PROFILES["smoke-conll"], REPO / "bench" / "work" / "tasks-test-portable"
+    command_2in4 = " ".join(command(profile, "2:4", workdir))
+    assert str(REPO) in command_2in4  # what runs is absolute; what is recorded is not
+    runs = collect(profile, workdir, {"runs": {"2:4": {"command": command_2in4, "metrics": {"f1": 0.4}}}})["runs"]
+    assert runs["2:4"]["metrics"] == {"f1": 0.4} and str(REPO) not in runs["2:4"]["command"]
 
 
 def test_render_compares_with_dense_checks_goals_and_shows_inc_rows():
