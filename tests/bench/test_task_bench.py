@@ -262,3 +262,8 @@ def test_readme_block_shows_final_profiles_only():
     assert lines[4] == "| conll-full | 2:4 | 0.7920 |  | -1.00% |  |"
     assert lines[5] == "| squad-cpu-8k | dense | 0.7000 | 0.6000 |  |  |" and len(lines) == 8
     assert "Not measured yet" in readme_block([profile("smoke-conll"), {"profile": "squad-cpu-8k", "runs": {}}])
+    levers = profile("conll-full", f1=0.8)
+    levers["runs"].update({"2:4+long": {"metrics": {"f1": 0.795}}, "2:4+cool3": {"metrics": {"f1": 0.799}},
+                           "4x1+long": {"metrics": {"f1": 0.7}}})
+    runs = [line.split(" | ")[1] for line in readme_block([levers]).splitlines()[3:-1]]
+    assert runs == ["dense", "2:4", "2:4+cool3", "4x1+long"]  # the best variant of each run only
