@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.cli.test_finetune_cli import assert_user_error, cli
+from tests.conftest import REPO
 from tests.task_data import ner_sentences, squad_articles, write_conll, write_conll_folder, write_squad_folder
 
 QA_WINDOWS = ["--max_seq_length", "32", "--doc_stride", "8"]  # the tiny model has 64 positions
@@ -277,3 +278,124 @@ def test_an_int8_export_of_a_qa_or_ner_model_is_checked_and_scores(run_name, req
     record = json.loads((tmp_path / "int8" / "export.json").read_text())
     assert record["precision"] == "int8" and record["checks"]["int8"]["max_abs_diff"] >= 0
     assert "f1" in json.loads(scored.stdout)["metrics"]
+
+
+# ---- every pattern, recipes, resume and the offline hub for both task types --------------------------------------
+
+
+@pytest.mark.parametrize(("pattern", "extra"), [
+    ("2:4", ["--pruning_pattern", "2:4", "--target_sparsity", 0.5, "--distill_loss_weight", 1.0,
+             "--distill_type", "hidden_mse"]),
+    ("4x1", ["--recipe", "mrpc_4x1", "--target_sparsity", 0.75]),
+    ("1xchannel", ["--pruning_pattern", "1xchannel", "--target_sparsity", 0.5]),
+])
+def test_ner_prunes_every_pattern_and_keeps_its_head(ner_run, pattern, extra):
+    from safetensors.torch import load_file
+
+    out = ner_run["folder"] / f"sparse_{pattern.replace(':', 'in')}"
+    result = cli("prune", "--model_name_or_path", ner_run["dense"], "--task_name", "conll2003", "--data_dir",
+                 ner_run["data"], *TRAIN, "--num_train_epochs", 2, *extra, "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["task"] == "token_classification"
+    card = (out / "README.md").read_text()
+    assert "AutoModelForTokenClassification" in card and "conll2003" in card
+    weights = load_file(out / "model.safetensors")
+    assert (weights["classifier.weight"] != 0).all()  # the task head is never pruned
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.75 if pattern == "4x1" else 0.5, abs=0.01)
+    if pattern == "1xchannel":  # whole channels: a row of a weight is all zeros or has none
+        weight = weights["bert.encoder.layer.0.intermediate.dense.weight"]
+        assert ((weight == 0).all(dim=1) | (weight != 0).all(dim=1)).all() and (weight == 0).any()
+    assert "f1" in json.loads((out / "eval_results.json").read_text())
+
+
+def test_ner_neurons_compact_to_the_stock_class_inspect_and_benchmark(ner_run):
+    """Neurons pruned per layer (local scope) leave every layer the same size: `compact` saves the stock
+    BertForTokenClassification, with the sparse model's logits."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    out = ner_run["folder"] / "neurons"
+    result = cli("prune", "--model_name_or_path", ner_run["dense"], "--task_name", "conll2003", "--data_dir",
+                 ner_run["data"], *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "neuron",
+                 "--pruning_scope", "local", "--target_sparsity", 0.5, "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    result = cli("compact", out, "--output_dir", out / "compacted")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compacted" / "compact_report.json").read_text())
+    assert report["neurons_removed"] > 0 and report["task"] == "token_classification"
+    assert report["max_logit_difference"] <= 1e-4
+    assert '"model_type": "bert"' in (out / "compacted" / "config.json").read_text()
+    compacted = AutoModelForTokenClassification.from_pretrained(out / "compacted").eval()
+    assert type(compacted).__name__ == "BertForTokenClassification"
+    sparse = AutoModelForTokenClassification.from_pretrained(out).eval()
+    ids = torch.randint(5, 30, (3, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(sparse(input_ids=ids).logits, compacted(input_ids=ids).logits, atol=1e-4)
+    inspected = cli("inspect", out, "--json")
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.stdout)["model"]["matmul"]["zeros"] > 0
+    timed = cli("benchmark", out, out / "compacted", "--sequence_length", 32, "--batch_sizes", 2, "--repeats", 2,
+                "--min_time", 0, "--rounds", 1, "--warmup", 1, "--json")
+    assert timed.exit_code == 0, timed.output
+    assert len(json.loads(timed.stdout)["models"]) == 2
+    # without --sequence_length a token classifier is timed on 128-token sentences (here: its 64 positions)
+    refused = cli("benchmark", out, "--batch_sizes", 1, "--backend", "pytorch")
+    assert_user_error(refused, "--sequence_length is 128")
+
+
+def test_qa_heads_and_neurons_recipe_compacts_to_per_layer_sizes(qa_run):
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    out = qa_run["folder"] / "recipe_units"
+    recipe = json.loads((REPO / "prunecli" / "recipes" / "heads_neurons.json").read_text())
+    recipe.pop("$schema")
+    recipe["pruning_configs"][1]["min_neurons_per_layer"] = 8  # the shipped 64 is for MiniLM's 1,536; this has 64
+    (qa_run["folder"] / "units.json").write_text(json.dumps(recipe))
+    result = cli("prune", "--model_name_or_path", qa_run["dense"], "--task_name", "squad", "--data_dir",
+                 qa_run["data"], *QA_WINDOWS, *TRAIN, "--num_train_epochs", 2, "--recipe",
+                 qa_run["folder"] / "units.json", "--target_sparsity", 0.5, "--compact", "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "compact" / "compact_report.json").read_text())
+    assert report["heads_removed"] > 0 and report["neurons_removed"] > 0
+    assert report["auto_class"] == "AutoModelForQuestionAnswering"
+    compacted = AutoModelForQuestionAnswering.from_pretrained(out / "compact").eval()
+    sparse = AutoModelForQuestionAnswering.from_pretrained(out).eval()
+    ids = torch.randint(5, 30, (2, 24), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = sparse(input_ids=ids), compacted(input_ids=ids)
+    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-4)
+    assert torch.allclose(a.end_logits, b.end_logits, atol=1e-4)
+
+
+def test_ner_prune_with_distillation_resumes_to_the_same_weights(ner_run):
+    """As the QA run, within float rounding: sentences are padded per batch, and the teacher logits of the
+    sentences seen before the resumed step are computed again in another batch (other shapes, other sums)."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = ner_run["folder"]
+    common = ["--model_name_or_path", ner_run["dense"], "--task_name", "conll2003", "--data_dir", ner_run["data"],
+              *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "4x1", "--target_sparsity", 0.5,
+              "--pruning_frequency", 1, "--distill_loss_weight", 1.0, "--distill_type", "logits_kl",
+              "--checkpointing_steps", 3, "--seed", 5]
+    full = cli("prune", *common, "--output_dir", folder / "resume_full")
+    assert full.exit_code == 0, full.output
+    resumed = cli("prune", *common, "--output_dir", folder / "resume_again", "--resume_from_checkpoint",
+                  folder / "resume_full" / "step_3")
+    assert resumed.exit_code == 0, resumed.output
+    a = load_file(folder / "resume_full" / "model.safetensors")
+    b = load_file(folder / "resume_again" / "model.safetensors")
+    assert a.keys() == b.keys() and all(((a[k] == 0) == (b[k] == 0)).all() for k in a)  # the same masks
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("option", ["--task_name", "--dataset_name"])
+def test_squad_from_an_unreachable_hub_names_the_local_way(tmp_path, tiny_bert_dir, monkeypatch, option):
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    result = cli("finetune", "--model_name_or_path", tiny_bert_dir, option, "squad", *QA_WINDOWS,
+                 "--output_dir", tmp_path / "out")
+    assert_user_error(result, "cannot load squad from the Hugging Face hub", "--data_dir")
+    assert not (tmp_path / "out").exists()

@@ -95,6 +95,17 @@ def test_best_answers_picks_the_best_valid_span_over_all_windows():
         == ["beta"]
 
 
+def test_n_best_size_bounds_the_candidates_of_each_window():
+    context = "alpha beta gamma delta"
+    offsets = [None, (0, 5), (6, 10), None]  # CLS, alpha, beta, SEP
+    start, end = [np.array([9.0, 1.0, 0.0, 9.5])], [np.array([9.0, 0.0, 1.0, 9.5])]
+    # the single best start and end are SEP: no valid span among 1 x 1 candidates
+    assert qa.best_answers([context], [0], [offsets], start, end, n_best_size=1) == [""]
+    # 2 x 2 candidates are still CLS and SEP; among 3 x 3, alpha (1.0) .. beta (1.0) is the best valid span
+    assert qa.best_answers([context], [0], [offsets], start, end, n_best_size=2) == [""]
+    assert qa.best_answers([context], [0], [offsets], start, end, n_best_size=3) == ["alpha beta"]
+
+
 @pytest.mark.parametrize(("prediction", "references", "em", "f1"), [
     ("The Eiffel Tower!", ["eiffel tower"], 1.0, 1.0),  # case, article, punctuation
     ("an apple", ["the apple"], 1.0, 1.0),
