@@ -446,7 +446,16 @@ def sparsity_report(source: str | Path | Mapping[str, Any], recipe: dict | None 
         "others": [{"kind": kind, **agg} for kind, agg in others.items() if agg["tensors"]],
         "units": compacted or units.units_section(structure, unit_lines),
         "warnings": list(dict.fromkeys(warnings)),
+        **_task_of(config),
     }
+
+
+def _task_of(config: Mapping[str, Any]) -> dict:
+    """`{"task": ...}` when the model's config names its task by its architecture, else nothing."""
+    from prunecli.tasks import config_task_type
+
+    task = config_task_type(dict(config))
+    return {"task": task} if task else {}
 
 
 def _unit_share(recipe: Any, group: dict) -> float:

@@ -100,7 +100,12 @@ def folder_task_type(path: str) -> str:
         config = json.loads((Path(resolve_model_path(path)) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return CLASSIFICATION
-    return model_task_type(type("Config", (), {"architectures": config.get("architectures")})()) or CLASSIFICATION
+    return config_task_type(config) or CLASSIFICATION
+
+
+def config_task_type(config: dict) -> str | None:
+    """The task type a `config.json` (as a dict) names by its `architectures`, None when it does not say."""
+    return model_task_type(type("Config", (), {"architectures": config.get("architectures")})())
 
 
 def auto_model_class(task_type: str):

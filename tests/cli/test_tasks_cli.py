@@ -334,7 +334,8 @@ def test_ner_neurons_compact_to_the_stock_class_inspect_and_benchmark(ner_run):
         assert torch.allclose(sparse(input_ids=ids).logits, compacted(input_ids=ids).logits, atol=1e-4)
     inspected = cli("inspect", out, "--json")
     assert inspected.exit_code == 0, inspected.output
-    assert json.loads(inspected.stdout)["model"]["matmul"]["zeros"] > 0
+    shown = json.loads(inspected.stdout)
+    assert shown["model"]["matmul"]["zeros"] > 0 and shown["task"] == "token_classification"
     timed = cli("benchmark", out, out / "compacted", "--sequence_length", 32, "--batch_sizes", 2, "--repeats", 2,
                 "--min_time", 0, "--rounds", 1, "--warmup", 1, "--json")
     assert timed.exit_code == 0, timed.output
