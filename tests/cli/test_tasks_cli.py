@@ -83,10 +83,21 @@ def test_qa_prune_2_4_with_distillation(qa_run, distill_type):
     assert "exact_match" in json.loads((out / "eval_results.json").read_text())
 
 
-def test_qa_heads_and_neurons_compact_and_load(qa_run):
+def _assert_same_qa_logits(sparse_dir, compacted_dir):
+    """The compacted model, loaded with its Auto class, gives the sparse model's start and end logits."""
     import torch
     from transformers import AutoModelForQuestionAnswering
 
+    compacted = AutoModelForQuestionAnswering.from_pretrained(compacted_dir).eval()
+    sparse = AutoModelForQuestionAnswering.from_pretrained(sparse_dir).eval()
+    ids = torch.randint(5, 30, (3, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = sparse(input_ids=ids), compacted(input_ids=ids)
+    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-4)
+    assert torch.allclose(a.end_logits, b.end_logits, atol=1e-4)
+
+
+def test_qa_heads_and_neurons_compact_and_load(qa_run):
     out = qa_run["folder"] / "units"
     result = cli("prune", "--model_name_or_path", qa_run["dense"], "--task_name", "squad", "--data_dir",
                  qa_run["data"], *QA_WINDOWS, *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "neuron",
@@ -97,13 +108,7 @@ def test_qa_heads_and_neurons_compact_and_load(qa_run):
     report = json.loads((out / "compacted" / "compact_report.json").read_text())
     assert report["neurons_removed"] > 0 and report["task"] == "question_answering"
     assert report["max_logit_difference"] <= 1e-4 and "questions" in report["checked_on"]
-    compacted = AutoModelForQuestionAnswering.from_pretrained(out / "compacted").eval()
-    sparse = AutoModelForQuestionAnswering.from_pretrained(out).eval()
-    ids = torch.randint(5, 30, (3, 20), generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        a, b = sparse(input_ids=ids), compacted(input_ids=ids)
-    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-4)
-    assert torch.allclose(a.end_logits, b.end_logits, atol=1e-4)
+    _assert_same_qa_logits(out, out / "compacted")
     evaluated = cli("evaluate", out / "compacted", "--json")
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["metrics"]["f1"] == pytest.approx(
@@ -227,23 +232,28 @@ def test_inc_squad_command_line_runs_as_prunecli_prune(tmp_path):
     assert "Not pruned (task head): qa_outputs" in result.output
 
 
-def test_qa_prune_with_distillation_resumes_to_the_same_weights(qa_run):
-    """A 2:4 run with logit distillation (the teacher cache keyed by window), resumed from its step_2, ends with
-    the uninterrupted run's weights."""
+def _full_and_resumed(run: dict, task_args: list, pattern: str, step: int) -> tuple[dict, dict]:
+    """The weights of a pruning run with logit distillation, uninterrupted and resumed from its step_<step>."""
     from safetensors.torch import load_file
 
-    folder = qa_run["folder"]
-    common = ["--model_name_or_path", qa_run["dense"], "--task_name", "squad", "--data_dir", qa_run["data"],
-              *QA_WINDOWS, *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "2:4", "--target_sparsity", 0.5,
+    folder = run["folder"]
+    common = ["--model_name_or_path", run["dense"], "--data_dir", run["data"], *task_args, *TRAIN,
+              "--num_train_epochs", 2, "--pruning_pattern", pattern, "--target_sparsity", 0.5,
               "--pruning_frequency", 1, "--distill_loss_weight", 1.0, "--distill_type", "logits_kl",
-              "--checkpointing_steps", 2, "--seed", 5]
+              "--checkpointing_steps", step, "--seed", 5]
     full = cli("prune", *common, "--output_dir", folder / "resume_full")
     assert full.exit_code == 0, full.output
     resumed = cli("prune", *common, "--output_dir", folder / "resume_again", "--resume_from_checkpoint",
-                  folder / "resume_full" / "step_2")
+                  folder / "resume_full" / f"step_{step}")
     assert resumed.exit_code == 0, resumed.output
-    a = load_file(folder / "resume_full" / "model.safetensors")
-    b = load_file(folder / "resume_again" / "model.safetensors")
+    return load_file(folder / "resume_full" / "model.safetensors"), load_file(folder / "resume_again" /
+                                                                              "model.safetensors")
+
+
+def test_qa_prune_with_distillation_resumes_to_the_same_weights(qa_run):
+    """A 2:4 run with logit distillation (the teacher cache keyed by window), resumed from its step_2, ends with
+    the uninterrupted run's weights."""
+    a, b = _full_and_resumed(qa_run, ["--task_name", "squad", *QA_WINDOWS], "2:4", 2)
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
@@ -346,9 +356,6 @@ def test_ner_neurons_compact_to_the_stock_class_inspect_and_benchmark(ner_run):
 
 
 def test_qa_heads_and_neurons_recipe_compacts_to_per_layer_sizes(qa_run):
-    import torch
-    from transformers import AutoModelForQuestionAnswering
-
     out = qa_run["folder"] / "recipe_units"
     recipe = json.loads((REPO / "prunecli" / "recipes" / "heads_neurons.json").read_text())
     recipe.pop("$schema")
@@ -361,33 +368,15 @@ def test_qa_heads_and_neurons_recipe_compacts_to_per_layer_sizes(qa_run):
     report = json.loads((out / "compact" / "compact_report.json").read_text())
     assert report["heads_removed"] > 0 and report["neurons_removed"] > 0
     assert report["auto_class"] == "AutoModelForQuestionAnswering"
-    compacted = AutoModelForQuestionAnswering.from_pretrained(out / "compact").eval()
-    sparse = AutoModelForQuestionAnswering.from_pretrained(out).eval()
-    ids = torch.randint(5, 30, (2, 24), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        a, b = sparse(input_ids=ids), compacted(input_ids=ids)
-    assert torch.allclose(a.start_logits, b.start_logits, atol=1e-4)
-    assert torch.allclose(a.end_logits, b.end_logits, atol=1e-4)
+    _assert_same_qa_logits(out, out / "compact")
 
 
 def test_ner_prune_with_distillation_resumes_to_the_same_weights(ner_run):
     """As the QA run, within float rounding: sentences are padded per batch, and the teacher logits of the
     sentences seen before the resumed step are computed again in another batch (other shapes, other sums)."""
     import torch
-    from safetensors.torch import load_file
 
-    folder = ner_run["folder"]
-    common = ["--model_name_or_path", ner_run["dense"], "--task_name", "conll2003", "--data_dir", ner_run["data"],
-              *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "4x1", "--target_sparsity", 0.5,
-              "--pruning_frequency", 1, "--distill_loss_weight", 1.0, "--distill_type", "logits_kl",
-              "--checkpointing_steps", 3, "--seed", 5]
-    full = cli("prune", *common, "--output_dir", folder / "resume_full")
-    assert full.exit_code == 0, full.output
-    resumed = cli("prune", *common, "--output_dir", folder / "resume_again", "--resume_from_checkpoint",
-                  folder / "resume_full" / "step_3")
-    assert resumed.exit_code == 0, resumed.output
-    a = load_file(folder / "resume_full" / "model.safetensors")
-    b = load_file(folder / "resume_again" / "model.safetensors")
+    a, b = _full_and_resumed(ner_run, ["--task_name", "conll2003"], "4x1", 3)
     assert a.keys() == b.keys() and all(((a[k] == 0) == (b[k] == 0)).all() for k in a)  # the same masks
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
 
