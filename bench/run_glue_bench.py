@@ -136,6 +136,7 @@ class Plan:
     glue_dir: str
     model: str
     notes: list[str] = field(default_factory=list)
+    save_every: int | None = None  # prunecli prune runs save resumable state every N steps and resume from it
 
 
 def _floats(text: str) -> list[float]:
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--glue_dir", default="../shared/glue")
     p.add_argument("--model", default=None, help="pretrained model folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--force", action="store_true", help="re-run runs whose result JSON exists")
+    p.add_argument("--save_every", type=int, default=None, metavar="STEPS",
+                   help="prunecli prune runs save resumable state every STEPS steps, and a run stopped part-way "
+                        "continues from it when the same command runs again (its wall time is then the last part's)")
     p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md from bench/results/")
     p.add_argument("--background", action="store_true", help="detach; log to bench/work/logs/<profile>/bench.log")
@@ -258,7 +262,7 @@ def resolve_plan(args: argparse.Namespace, model: str | None = None) -> Plan:
     return Plan(tasks=settings, patterns=patterns, seeds=seeds, tools=tools, learning_rates=lrs,
                 distill_weights=weights, profile=profile, quick=args.quick, holdout=args.holdout,
                 cost_steps=cost_steps or None, inspect_repeats=3, glue_dir=args.glue_dir,
-                model=model or args.model or "", notes=notes)
+                model=model or args.model or "", notes=notes, save_every=args.save_every)
 
 
 # ---- subprocesses -------------------------------------------------------------------------------------------
@@ -559,7 +563,7 @@ class Bench:
             if flags is not None:
                 cmd = self.prunecli_cmd("prune", "--model_name_or_path", rel(dense_dir), "--task_name", ts.task,
                                         "--data_dir", rel(data_dir), "--max_length", str(ts.max_length),
-                                        *pattern_args, *common, *flags, "--overwrite_output_dir")
+                                        *pattern_args, *common, *flags, *resume_flags(out, self.plan.save_every))
             else:
                 self.inc_env()
                 cmd = [rel(INC_VENV / "bin" / "python"), "bench/inc_prune.py", "--data", rel(data_npz),
@@ -769,6 +773,17 @@ _SUMMARY_RE = {
     "train_s": re.compile(r"train time\s+([0-9.]+) s"),
     "train_wall_s": re.compile(r"train time\s+[0-9.]+ s \(wall ([0-9.]+) s\)"),
 }
+
+
+def resume_flags(out: Path, save_every: int | None) -> list[str]:
+    """How a prunecli prune run starts: afresh (`--overwrite_output_dir`), saving resumable state every
+    `save_every` steps when asked, or continuing from the latest state a stopped run left in `out`."""
+    from prunecli.training.checkpoint import list_resumable
+
+    saving = ["--checkpointing_steps", str(save_every), "--checkpoints_total_limit", "1"] if save_every else []
+    if save_every and list_resumable(out):
+        return [*saving, "--resume_from_checkpoint", "latest"]
+    return [*saving, "--overwrite_output_dir"]
 
 
 def prunecli_summary(log_path: str | Path) -> dict:

@@ -597,3 +597,17 @@ def test_setup_lists_machines_to_the_gib_and_each_environment_from_its_latest_re
     assert lines[0].startswith("- Machines: AMD EPYC, 2 cores, 24 GiB (1 result(s)); Intel Xeon, 2 cores, 24 GiB "
                                "(2 result(s));")
     assert "(new)" in lines[1] and lines[2].startswith("- INC environment (`bench/.venv-inc`): neural-compressor 2.6")
+
+
+def test_save_every_makes_prune_runs_resumable(tmp_path):
+    from bench.run_glue_bench import build_parser, resolve_plan, resume_flags
+
+    assert resume_flags(tmp_path / "out", None) == ["--overwrite_output_dir"]  # the default: each run afresh
+    saving = ["--checkpointing_steps", "50", "--checkpoints_total_limit", "1"]
+    assert resume_flags(tmp_path / "out", 50) == [*saving, "--overwrite_output_dir"]  # nothing saved yet
+    state = tmp_path / "out" / "step_150"
+    state.mkdir(parents=True)
+    (state / "trainer_state.json").write_text(json.dumps({"completed_steps": 150}))
+    assert resume_flags(tmp_path / "out", 50) == [*saving, "--resume_from_checkpoint", "latest"]  # never wiped
+    plan = resolve_plan(build_parser().parse_args(["--tasks", "mrpc", "--save_every", "50"]), model="m")
+    assert plan.save_every == 50
