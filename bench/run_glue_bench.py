@@ -228,6 +228,9 @@ def resolve_plan(args: argparse.Namespace, model: str | None = None) -> Plan:
         raise SystemExit(f"unknown tools {bad}; choose from {list(TOOLS)}, or a prunecli variant with methods "
                          f"joined by + ({', '.join(METHODS)})")
     lrs, weights = _floats(args.learning_rate), _floats(args.distill_loss_weight)
+    if args.save_every is not None and (args.save_every < 1 or "inc" in tools):
+        raise SystemExit(f"--save_every {args.save_every}: a number of steps >= 1, for accuracy runs only (a "
+                         "resumed run's wall time is its last part's, so the INC time ratios need whole runs)")
     cost_steps = args.cost_steps
     sst2_subset = args.sst2_max_train_samples or None
     if args.quick:
@@ -563,7 +566,8 @@ class Bench:
             if flags is not None:
                 cmd = self.prunecli_cmd("prune", "--model_name_or_path", rel(dense_dir), "--task_name", ts.task,
                                         "--data_dir", rel(data_dir), "--max_length", str(ts.max_length),
-                                        *pattern_args, *common, *flags, *resume_flags(out, self.plan.save_every))
+                                        *pattern_args, *common, *flags,
+                                        *resume_flags(out, self.plan.save_every, self.force))
             else:
                 self.inc_env()
                 cmd = [rel(INC_VENV / "bin" / "python"), "bench/inc_prune.py", "--data", rel(data_npz),
@@ -573,7 +577,8 @@ class Bench:
             record = {"kind": "prune", "tool": tool, "task": ts.task, "pattern": pattern, "seed": seed,
                       "settings": settings, "settings_hash": settings_hash(settings), "task_settings": asdict(ts),
                       "hyperparameters": hyper, "data": data, "wall_s": run["wall_s"],
-                      "peak_rss_mb": run["peak_rss_mb"], "other_cores": run.get("other_cores"), "rc": run["rc"]}
+                      "peak_rss_mb": run["peak_rss_mb"], "other_cores": run.get("other_cores"), "rc": run["rc"],
+                      "resumed": "--resume_from_checkpoint" in cmd}  # then wall_s is the last part's only
             if run["rc"] != 0:
                 self.failures.append(f"{tool} {ts.task} {tag}: rc {run['rc']}, see {run['log']}")
                 self.log(f"FAILED {tool} {ts.task} {tag} (rc {run['rc']}); log {run['log']}")
@@ -775,13 +780,15 @@ _SUMMARY_RE = {
 }
 
 
-def resume_flags(out: Path, save_every: int | None) -> list[str]:
+def resume_flags(out: Path, save_every: int | None, force: bool = False) -> list[str]:
     """How a prunecli prune run starts: afresh (`--overwrite_output_dir`), saving resumable state every
-    `save_every` steps when asked, or continuing from the latest state a stopped run left in `out`."""
+    `save_every` steps when asked, or continuing from the latest state a run stopped part-way left in `out`
+    (not a finished run's last state, which it keeps too, and never with `--force`)."""
     from prunecli.training.checkpoint import list_resumable
 
     saving = ["--checkpointing_steps", str(save_every), "--checkpoints_total_limit", "1"] if save_every else []
-    if save_every and list_resumable(out):
+    stopped = not force and not (out / "eval_results.json").is_file()
+    if save_every and stopped and list_resumable(out):
         return [*saving, "--resume_from_checkpoint", "latest"]
     return [*saving, "--overwrite_output_dir"]
 

@@ -609,5 +609,12 @@ def test_save_every_makes_prune_runs_resumable(tmp_path):
     state.mkdir(parents=True)
     (state / "trainer_state.json").write_text(json.dumps({"completed_steps": 150}))
     assert resume_flags(tmp_path / "out", 50) == [*saving, "--resume_from_checkpoint", "latest"]  # never wiped
-    plan = resolve_plan(build_parser().parse_args(["--tasks", "mrpc", "--save_every", "50"]), model="m")
+    assert resume_flags(tmp_path / "out", 50, force=True) == [*saving, "--overwrite_output_dir"]
+    (tmp_path / "out" / "eval_results.json").write_text("{}")  # finished: its last state is not a stopped run
+    assert resume_flags(tmp_path / "out", 50) == [*saving, "--overwrite_output_dir"]
+    plan = resolve_plan(build_parser().parse_args(["--tasks", "mrpc", "--tools", "prunecli", "--save_every", "50"]),
+                        model="m")
     assert plan.save_every == 50
+    for bad in (["--save_every", "0"], ["--save_every", "50", "--tools", "prunecli,inc"]):
+        with pytest.raises(SystemExit, match="--save_every"):
+            resolve_plan(build_parser().parse_args(["--tasks", "mrpc", *bad]), model="m")

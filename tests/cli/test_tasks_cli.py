@@ -368,6 +368,9 @@ def test_qa_heads_and_neurons_recipe_compacts_to_per_layer_sizes(qa_run):
     report = json.loads((out / "compact" / "compact_report.json").read_text())
     assert report["heads_removed"] > 0 and report["neurons_removed"] > 0
     assert report["auto_class"] == "AutoModelForQuestionAnswering"
+    kept = {(p["unit"], p["kept"]) for p in report["plan"]}  # global scope: layers keep different numbers
+    assert len({k for u, k in kept if u == "neuron"}) > 1 or len({k for u, k in kept if u == "head"}) > 1
+    assert report["model_type"].startswith("prunecli-")  # per-layer sizes: loads after `import prunecli`
     _assert_same_qa_logits(out, out / "compact")
 
 
