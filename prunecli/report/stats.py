@@ -454,7 +454,7 @@ def _task_of(config: Mapping[str, Any]) -> dict:
     """`{"task": ...}` when the model's config names its task by its architecture, else nothing."""
     from prunecli.tasks import config_task_type
 
-    task = config_task_type(dict(config))
+    task = config_task_type(config)
     return {"task": task} if task else {}
 
 

@@ -10,7 +10,7 @@ Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +103,7 @@ def folder_task_type(path: str) -> str:
     return config_task_type(config) or CLASSIFICATION
 
 
-def config_task_type(config: dict) -> str | None:
+def config_task_type(config: Mapping[str, Any]) -> str | None:
     """The task type a `config.json` (as a dict) names by its `architectures`, None when it does not say."""
     return model_task_type(type("Config", (), {"architectures": config.get("architectures")})())
 
