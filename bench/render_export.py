@@ -5,6 +5,7 @@ and its goals. Pure Python on the JSON; only measured numbers appear.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 EXPORT_FILE = "export_speed.json"
@@ -38,6 +39,18 @@ def table(record: dict) -> list[str]:
     return lines
 
 
+# An absolute path into a checkout (`/any/where/.venv/...`, `/any/where/bench/...`) or into the data folder
+# beside it (`/any/where/shared/glue`), as a run recorded it on its machine.
+_CHECKOUT_PATH = re.compile(r"(?<![\w./-])/[^\s'\"]*?/(?=(?:\.venv|bench|recipes|prunecli)/)")
+_SHARED_PATH = re.compile(r"(?<![\w./-])/[^\s'\"]*?/shared/")
+
+
+def portable_command(cmd: str) -> str:
+    """A recorded command as a reader runs it from the repository's root with the data in ../shared: the
+    recording machine's absolute paths made relative, whatever machine renders the document."""
+    return _CHECKOUT_PATH.sub("", _SHARED_PATH.sub("../shared/", cmd))
+
+
 def section(results_dir: Path) -> list[str]:
     """BENCHMARKS.md's INT8 section."""
     record = _read(results_dir)
@@ -48,7 +61,7 @@ def section(results_dir: Path) -> list[str]:
     lines += ["Dense and compacted checkpoints exported to float32 and INT8 ONNX (`prunecli export`, dynamic "
               "per-channel INT8), timed in one `prunecli benchmark` run through onnxruntime, speed-ups against "
               "the dense float32 file; accuracy through `prunecli evaluate` on the files. Command: `"
-              + record["command"] + "`.", "", *table(record), ""]
+              + portable_command(record["command"]) + "`.", "", *table(record), ""]
     for case, figures in record["summary"]["cases"].items():
         lines.append(f"- {case}: INT8 on top of compaction {figures['int8_gain_on_compacted']:.2f}x, on the dense "
                      f"model {figures['int8_gain_on_dense']:.2f}x")

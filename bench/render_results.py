@@ -467,7 +467,8 @@ def goals(records: list[dict]) -> list[str]:
 
 
 def commands_block(records: list[dict]) -> list[str]:
-    bench_cmds = sorted({r["bench_command"] for r in records if r.get("bench_command")})
+    bench_cmds = sorted({render_export.portable_command(r["bench_command"]) for r in records
+                         if r.get("bench_command")})
     lines = ["Produced by:", ""] + [f"    {c}" for c in bench_cmds] + [""]
     per_run = [(r["_path"], r.get("commands") or []) for r in records if r.get("commands")]
     if per_run:
@@ -475,7 +476,7 @@ def commands_block(records: list[dict]) -> list[str]:
         for path, cmds in per_run:
             lines.append(f"`{_rel_results(path)}`:")
             lines.append("")
-            lines += [f"    {c}" for c in cmds]
+            lines += [f"    {render_export.portable_command(c)}" for c in cmds]
             lines.append("")
         lines += ["</details>", ""]
     return lines

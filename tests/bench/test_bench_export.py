@@ -187,3 +187,20 @@ def test_the_deploy_profile_renders_its_own_curve_and_counts_for_the_int8_goal(t
     goals = {g[0]: g[1:] for g in render_compact.goal_lines(records, tmp_path)}
     assert goals["MRPC: INT8 file at >= 5x (onnxruntime, b32 x 128, vs dense fp32) within 1% of dense"] == (
         "5.30x at -0.61% (1 seed)", True)
+
+
+@pytest.mark.parametrize(("recorded", "rendered"), [
+    ("/work/main/.venv/bin/python bench/bench_export.py --dense /work/main/bench/work/d "
+     "--data_dir /data/shared/glue/MRPC",
+     ".venv/bin/python bench/bench_export.py --dense bench/work/d --data_dir ../shared/glue/MRPC"),
+    ("prunecli prune --model_name_or_path /home/u/repo/.venv/lib/m --recipe /home/u/repo/recipes/r.json",
+     "prunecli prune --model_name_or_path .venv/lib/m --recipe recipes/r.json"),
+    ("prunecli benchmark /tmp/elsewhere/model ../shared/glue/MRPC bench/work/x",
+     "prunecli benchmark /tmp/elsewhere/model ../shared/glue/MRPC bench/work/x"),
+])
+def test_rendered_commands_drop_the_recording_machines_paths(recorded, rendered):
+    """A command recorded with a checkout's absolute paths reads relative to the repository's root in the docs,
+    whichever checkout renders them; paths outside a checkout stay as recorded."""
+    from bench import render_export
+
+    assert render_export.portable_command(recorded) == rendered
