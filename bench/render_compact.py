@@ -166,19 +166,23 @@ def curve_table(records: list[dict], results_dir: Path, profile: str = "full", s
                     for b, title in BACKENDS.items()},
                  "dense": f"{r['dense']:.4f}" if r["dense"] is not None else "—",
                  "compacted": f"{r['accuracy']:.4f}, {len(r['seeds'])} seed{'s' if len(r['seeds']) > 1 else ''}",
-                 "vs dense": f"{r['drop']:+.2%}" if r["drop"] is not None else "—", **_int8_cells(r["int8"])}
+                 "vs dense": f"{r['drop']:+.2%}" if r["drop"] is not None else "—",
+                 **_int8_cells(r["int8"], len(r["seeds"]))}
         lines.append("| " + " | ".join(cells[h] for h in head) + " |")
     return lines
 
 
-def _int8_cells(int8: dict | None) -> dict[str, str]:
+def _int8_cells(int8: dict | None, float_seeds: int) -> dict[str, str]:
+    """The INT8 cells of a curve row; the short table's one cell names its seeds where fewer seeds have an INT8
+    file than a float32 result (`float_seeds`)."""
     if not int8:
         return {"INT8 ORT": "—", "INT8": "—", "INT8 vs dense": "—", "INT8 ORT, vs dense": "—"}
     speed = f"{int8['speedup']:.2f}x" if int8["speedup"] is not None else "not timed"
     drop = f"{int8['drop']:+.2%}" if int8["drop"] is not None else "—"
     seeds = f"{int8['seeds']} seed{'s' if int8['seeds'] > 1 else ''}"
+    short = f"{speed}, {drop}" + (f" ({seeds})" if int8["seeds"] != float_seeds else "")
     return {"INT8 ORT": speed, "INT8": f"{int8['accuracy']:.4f}, {seeds}", "INT8 vs dense": drop,
-            "INT8 ORT, vs dense": f"{speed}, {drop}"}
+            "INT8 ORT, vs dense": short}
 
 
 def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, bool | None]]:
@@ -223,7 +227,7 @@ def goal_lines(records: list[dict], results_dir: Path) -> list[tuple[str, str, b
 
 
 def readme_block(records: list[dict], results_dir: Path) -> str:
-    return "\n".join([BEGIN, *curve_table(records, results_dir, short=True), END])
+    return "\n".join([BEGIN, *curve_table(records, results_dir, DEPLOY_PROFILE, short=True), END])
 
 
 def section(records: list[dict], results_dir: Path) -> list[str]:

@@ -163,6 +163,8 @@ def test_curve_int8_change_is_against_the_dense_models_of_the_seeds_that_have_an
     assert row["drop"] == pytest.approx(0.80 / 0.82333333 - 1)  # the fp32 runs: all three seeds
     assert row["int8"]["seeds"] == 1 and row["int8"]["speedup"] == 5.0
     assert row["int8"]["drop"] == pytest.approx(0.81 / 0.83 - 1)  # seed 43's dense only
+    short = render_compact.curve_table(records, tmp_path, short=True)
+    assert short[2].endswith("| 0.8000, 3 seeds | -2.83% | 5.00x, -2.41% (1 seed) |")  # fewer seeds: named
 
 
 def test_the_deploy_profile_renders_its_own_curve_and_counts_for_the_int8_goal(tmp_path):
@@ -182,6 +184,8 @@ def test_the_deploy_profile_renders_its_own_curve_and_counts_for_the_int8_goal(t
     (tmp_path / "deploy").mkdir()
     (tmp_path / "deploy" / render_compact.CURVE_FILE).write_text(json.dumps(speed))
     assert render_compact.curve_rows(records, tmp_path) == []  # not the full profile's
+    block = render_compact.readme_block(records, tmp_path)  # the README's table: the deployed curve's
+    assert "| 0.8100, 1 seed | -1.22% | 5.30x, -0.61% |" in block
     text = "\n".join(render_compact.section(records, tmp_path))
     assert "profile `deploy`" in text and "| 0.8100, 1 seed | -1.22% | 5.30x | 0.8150, 1 seed | -0.61% |" in text
     goals = {g[0]: g[1:] for g in render_compact.goal_lines(records, tmp_path)}
