@@ -206,8 +206,9 @@ def collect(profile: Profile, workdir: Path, recorded: dict | None = None) -> di
             entry["benchmark"] = json.loads((folder / "benchmark.json").read_text())
         runs[run] = entry
     for run, before in ((recorded or {}).get("runs") or {}).items():
-        entry = runs.setdefault(run, {"command": portable(before.get("command") or "")})
-        if entry.get("command") == portable(before.get("command") or "") and not any(k in entry for k in RECORDED):
+        recorded_command = portable(before.get("command") or "")
+        entry = runs.setdefault(run, {"command": recorded_command})
+        if entry["command"] == recorded_command and not any(k in entry for k in RECORDED):
             entry.update({k: before[k] for k in RECORDED if k in before})
     return {"profile": profile.name, "task": profile.task, "model": MODEL,
             "max_train_samples": profile.max_train_samples, "max_eval_samples": profile.max_eval_samples,
