@@ -78,3 +78,27 @@ def write_conll_folder(folder: Path, n_train: int = 48, n_dev: int = 16) -> Path
     write_conll(folder / "train.txt", ner_sentences(n_train, 1), docstart=True)
     write_conll(folder / "dev.txt", ner_sentences(n_dev, 2))
     return folder
+
+
+def write_squad_lines(path: Path, n_questions: int, seed: int = 0, **kw) -> Path:
+    """The questions of `squad_articles` as flat JSON lines (`id`, `context`, `question`, `answers` with lists of
+    `text` and `answer_start`), the layout of the `datasets` hub copy of squad."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for article in squad_articles(n_questions, seed, **kw)["data"]:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                answers = {"text": [a["text"] for a in qa["answers"]],
+                           "answer_start": [a["answer_start"] for a in qa["answers"]]}
+                lines.append(json.dumps({"id": qa["id"], "context": paragraph["context"], "question": qa["question"],
+                                         "answers": answers}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_ner_lines(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    """Sentences as JSON lines with `tokens` and `ner_tags` (tag names)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"tokens": [w for w, _ in s], "ner_tags": [t for _, t in s]}) + "\n"
+                            for s in sentences), encoding="utf-8")
+    return path

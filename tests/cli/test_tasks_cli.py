@@ -10,7 +10,15 @@ import pytest
 
 from tests.cli.test_finetune_cli import assert_user_error, cli
 from tests.conftest import REPO
-from tests.task_data import ner_sentences, squad_articles, write_conll, write_conll_folder, write_squad_folder
+from tests.task_data import (
+    ner_sentences,
+    squad_articles,
+    write_conll,
+    write_conll_folder,
+    write_ner_lines,
+    write_squad_folder,
+    write_squad_lines,
+)
 
 QA_WINDOWS = ["--max_seq_length", "32", "--doc_stride", "8"]  # the tiny model has 64 positions
 TRAIN = ["--learning_rate", "3e-3", "--per_device_train_batch_size", "8"]
@@ -215,21 +223,36 @@ def test_max_seq_length_above_the_model_positions(qa_run):
 
 
 def test_inc_squad_command_line_runs_as_prunecli_prune(tmp_path):
-    """INC's run_qa_no_trainer.py command (BERT-mini, 4x1 at 80%) with `prunecli prune` in its place: --dataset_name
-    is --task_name, --max_seq_length and --doc_stride are kept (a dry run: the plan, no training)."""
+    """INC's run_qa_no_trainer.py command (BERT-mini, 4x1 at 80%) with `prunecli prune` in its place, trained for
+    real on a model with 512 positions: --dataset_name is --task_name, --max_seq_length and --doc_stride are kept,
+    and the run reaches its 80% with the task head dense."""
+    from safetensors.torch import load_file
+
     from tests.helpers import make_tiny_bert
 
     model = make_tiny_bert(tmp_path / "bert", max_position_embeddings=512)
     data = write_squad_folder(tmp_path / "squad", n_train=8, n_dev=4)
+    windows = ["--max_seq_length", "384", "--doc_stride", "128"]
+    dense = cli("finetune", "--model_name_or_path", model, "--task_name", "squad", "--data_dir", data, *windows,
+                "--num_train_epochs", 1, "--output_dir", tmp_path / "dense")
+    assert dense.exit_code == 0, dense.output
     inc = ("--dataset_name squad --max_seq_length 384 --doc_stride 128 --per_device_train_batch_size 16 "
            "--learning_rate 4.5e-4 --num_train_epochs 10 --weight_decay 1e-7 --do_prune --target_sparsity 0.8 "
            "--pruning_pattern 4x1 --pruning_frequency 1000 --num_warmup_steps 1000 --cooldown_epochs 5 "
            "--distill_loss_weight 4.5").split()
-    result = cli("prune", *inc, "--model_name_or_path", model, "--data_dir", data, "--output_dir", tmp_path / "out",
-                 "--dry_run")
+    out = tmp_path / "out"
+    result = cli("prune", *inc, "--model_name_or_path", tmp_path / "dense", "--data_dir", data, "--output_dir", out)
     assert result.exit_code == 0, result.output
     assert "4x1" in result.output and "0.80" in result.output
     assert "Not pruned (task head): qa_outputs" in result.output
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["task"] == "question_answering"
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert (load_file(out / "model.safetensors")["qa_outputs.weight"] != 0).all()
+    recorded = json.loads((out / "run_args.json").read_text())
+    assert (recorded["data"]["max_seq_length"], recorded["data"]["doc_stride"]) == (384, 128)
+    assert recorded["distill"]["distill_loss_weight"] == 4.5 and recorded["prune"]["cooldown_epochs"] == 5
+    assert {"exact_match", "f1"} <= set(json.loads((out / "eval_results.json").read_text()))
 
 
 def _full_and_resumed(run: dict, task_args: list, pattern: str, step: int) -> tuple[dict, dict]:
@@ -316,6 +339,69 @@ def test_ner_prunes_every_pattern_and_keeps_its_head(ner_run, pattern, extra):
     if pattern == "1xchannel":  # whole channels: a row of a weight is all zeros or has none
         weight = weights["bert.encoder.layer.0.intermediate.dense.weight"]
         assert ((weight == 0).all(dim=1) | (weight != 0).all(dim=1)).all() and (weight == 0).any()
+    assert "f1" in json.loads((out / "eval_results.json").read_text())
+
+
+def _whole_units(weight, pattern: str, heads: int = 2) -> bool:
+    """Whether the zeros of a weight (out x in) come in the pattern's units, and there are some."""
+    zero = weight == 0
+    if pattern == "4x1":  # blocks of 4 rows in one column
+        blocks = zero.reshape(zero.shape[0] // 4, 4, zero.shape[1])
+        whole = blocks.all(dim=1) | (~blocks).all(dim=1)
+    elif pattern == "head":  # the rows of a head in query
+        blocks = zero.reshape(heads, -1)
+        whole = blocks.all(dim=1) | (~blocks).all(dim=1)
+    elif pattern == "channelx1":  # whole columns
+        whole = zero.all(dim=0) | (~zero).all(dim=0)
+    else:  # 1xchannel: whole rows
+        whole = zero.all(dim=1) | (~zero).all(dim=1)
+    return bool(whole.all()) and bool(zero.any())
+
+
+@pytest.mark.parametrize(("pattern", "sparsity", "layer"), [
+    ("4x1", 0.8, "intermediate.dense"),
+    ("head", 0.5, "attention.self.query"),
+    ("channelx1", 0.5, "intermediate.dense"),
+    ("1xchannel", 0.5, "intermediate.dense"),
+])
+def test_qa_prunes_every_pattern_from_json_lines_and_keeps_its_head(qa_run, tmp_path, pattern, sparsity, layer):
+    """Each pattern on a QA model, with data given as the hub's flat JSON lines (the task found from the file)."""
+    from safetensors.torch import load_file
+
+    train = write_squad_lines(tmp_path / "train.jsonl", 32, seed=1, context_words=30)
+    dev = write_squad_lines(tmp_path / "dev.jsonl", 8, seed=2, context_words=30)
+    out = tmp_path / "sparse"
+    result = cli("prune", "--model_name_or_path", qa_run["dense"], "--train_file", train, "--validation_file", dev,
+                 *QA_WINDOWS, *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", pattern, "--target_sparsity",
+                 sparsity, "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["task"] == "question_answering"
+    assert report["recipe"]["groups"][0]["sparsity"] == pytest.approx(sparsity, abs=0.01)
+    weights = load_file(out / "model.safetensors")
+    assert (weights["qa_outputs.weight"] != 0).all()  # the task head is never pruned
+    assert _whole_units(weights[f"bert.encoder.layer.0.{layer}.weight"], pattern) or _whole_units(
+        weights[f"bert.encoder.layer.1.{layer}.weight"], pattern)
+    assert "f1" in json.loads((out / "eval_results.json").read_text())
+
+
+def test_ner_prunes_channels_from_json_lines(ner_run, tmp_path):
+    from safetensors.torch import load_file
+
+    train = write_ner_lines(tmp_path / "train.jsonl", ner_sentences(32, 1))
+    dev = write_ner_lines(tmp_path / "dev.jsonl", ner_sentences(8, 2))
+    out = tmp_path / "sparse"
+    result = cli("prune", "--model_name_or_path", ner_run["dense"], "--train_file", train, "--validation_file", dev,
+                 *TRAIN, "--num_train_epochs", 2, "--pruning_pattern", "channelx1", "--target_sparsity", 0.5,
+                 "--output_dir", out)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "sparsity_report.json").read_text())
+    assert report["task"] == "token_classification"
+    assert report["model"]["pruned"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    weights = load_file(out / "model.safetensors")
+    assert (weights["classifier.weight"] != 0).all()
+    assert _whole_units(weights["bert.encoder.layer.0.intermediate.dense.weight"], "channelx1") or _whole_units(
+        weights["bert.encoder.layer.1.intermediate.dense.weight"], "channelx1")
     assert "f1" in json.loads((out / "eval_results.json").read_text())
 
 
