@@ -101,17 +101,33 @@ def data_label_ids(config, data: TaskData, path: str, *, training: bool, new_tas
     return {label: i for i, label in enumerate(labels)}
 
 
-def check_same_task(config, data: TaskData, path: str) -> None:
-    """A CheckpointError naming `path` when the model (its config's architecture) is for another task type than
-    `data` (a question-answering model scored on NER data, say)."""
+def check_same_task(config, data: TaskData, path: str, *, role: str = "", hint: str | None = None) -> None:
+    """A CheckpointError naming `path` (and its `role`, e.g. "the distillation teacher") when the model (its config's
+    architecture) is for another task type than `data` (a question-answering model scored on NER data, say)."""
     from prunecli.tasks import DESCRIPTIONS, model_task_type
 
     model_type = model_task_type(config)
     if model_type is not None and model_type != data.task_type:
-        raise CheckpointError(f"{path} is a model for {DESCRIPTIONS[model_type]}; this data is for "
-                              f"{DESCRIPTIONS[data.task_type]}.",
-                              hint="evaluate it on data of its own task (run_args.json in the checkpoint names it), "
-                                   "or fine-tune a model for this task first.")
+        raise CheckpointError(f"{role + ' ' if role else ''}{path} is a model for {DESCRIPTIONS[model_type]}; this "
+                              f"data is for {DESCRIPTIONS[data.task_type]}.",
+                              hint=hint or "evaluate it on data of its own task (run_args.json in the checkpoint "
+                                           "names it), or fine-tune a model for this task first.")
+
+
+def check_teacher_task(path: str, data: TaskData, cfg: RunConfig) -> None:
+    """Before a pruning run starts: a distillation teacher fine-tuned for another task type than the data is a
+    CheckpointError naming it (its config alone is read; a missing folder is left to the teacher's loading)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(path),
+                                            trust_remote_code=bool(cfg.train.trust_remote_code))
+    except Exception:  # noqa: BLE001 - the full load reports it, with its own message
+        return
+    check_same_task(config, data, path, role="the distillation teacher",
+                    hint="distil from a model fine-tuned for this task (--teacher_model_name_or_path; by default the "
+                         "model being pruned is the teacher), or prune without distillation (--distill_loss_weight "
+                         "0).")
 
 
 def load_model_and_tokenizer(path: str, data: TaskData, cfg: RunConfig, *, training: bool = True):

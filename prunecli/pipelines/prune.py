@@ -143,7 +143,7 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     cfg, unwindowed, from_recipe = check_prune(cfg, explicit=explicit)
     show = on_event or _log_event
 
-    from prunecli.models.loading import load_model_and_tokenizer
+    from prunecli.models.loading import check_teacher_task, load_model_and_tokenizer
     from prunecli.report import sparsity_report
     from prunecli.report.card import model_card
     from prunecli.sparsity.pruner import Pruner
@@ -164,6 +164,9 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     recipe = unwindowed.with_steps(steps)
     pruner = Pruner(trainer.unwrapped_model, recipe)
 
+    teacher_path = distill.teacher_model_name_or_path or cfg.train.model_name_or_path
+    if distill.distill_loss_weight > 0:  # a teacher of another task is known before the plan, dry runs included
+        check_teacher_task(teacher_path, data, cfg)
     is_main = trainer.accelerator.is_main_process
     if is_main:
         show("plan", {"plan": pruner.plan(), "excluded_heads": list(pruner.excluded_heads)})
@@ -178,7 +181,6 @@ def prune(cfg: RunConfig, *, explicit: frozenset[str] | None = None, on_event: O
     if distill.distill_loss_weight > 0:
         from prunecli.training.distill import Distiller, check_teacher_compatible
 
-        teacher_path = distill.teacher_model_name_or_path or cfg.train.model_name_or_path
         teacher, _ = load_model_and_tokenizer(teacher_path, data, cfg, training=False)
         distiller = Distiller(teacher, distill, task_type=data.task_type).to(trainer.accelerator.device)
         check_teacher_compatible(trainer.unwrapped_model.config, teacher.config, distill.distill_type,

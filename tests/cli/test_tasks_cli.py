@@ -216,6 +216,18 @@ def test_qa_model_on_ner_data(qa_run, tmp_path):
     assert_user_error(result, str(qa_run["dense"]), "question answering", "token classification")
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry_run"]])
+def test_a_teacher_of_another_task_is_refused_before_the_plan(qa_run, tiny_bert_dir, tmp_path, dry_run):
+    """Pruning a sentence classifier on QA data with distillation: the teacher (by default the model itself) is
+    for another task, said before any plan or training, and nothing is written."""
+    result = cli("prune", "--model_name_or_path", tiny_bert_dir, "--task_name", "squad", "--data_dir",
+                 qa_run["data"], *QA_WINDOWS, "--pruning_pattern", "2:4", "--target_sparsity", 0.5,
+                 "--distill_loss_weight", 1.0, "--output_dir", tmp_path / "out", *dry_run)
+    assert_user_error(result, "the distillation teacher", str(tiny_bert_dir), "sequence classification",
+                      "--teacher_model_name_or_path")
+    assert "Pruning plan" not in result.output and not (tmp_path / "out").exists()
+
+
 def test_max_seq_length_above_the_model_positions(qa_run):
     result = cli("evaluate", qa_run["dense"], "--task_name", "squad", "--data_dir", qa_run["data"],
                  "--max_seq_length", 384)
