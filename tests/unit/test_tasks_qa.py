@@ -9,7 +9,7 @@ import pytest
 
 from prunecli.errors import DataError
 from prunecli.tasks import qa
-from tests.task_data import squad_articles, write_squad
+from tests.task_data import squad_articles, write_squad, write_squad_lines
 
 
 def test_read_squad_rows_and_flat_json_lines(tmp_path):
@@ -18,9 +18,7 @@ def test_read_squad_rows_and_flat_json_lines(tmp_path):
     for row in rows:
         start, text = row["answers"]["answer_start"][0], row["answers"]["text"][0]
         assert row["context"][start:start + len(text)] == text
-    lines = tmp_path / "hub.jsonl"
-    lines.write_text("".join(json.dumps({"id": r["id"], "context": r["context"], "question": r["question"],
-                                         "answers": r["answers"]}) + "\n" for r in rows), encoding="utf-8")
+    lines = write_squad_lines(tmp_path / "hub.jsonl", 6)
     assert qa.read_squad(lines) == [{**r, "title": ""} for r in rows]
     assert qa.is_qa_file(lines) and qa.is_qa_file(tmp_path / "dev.json")
 
